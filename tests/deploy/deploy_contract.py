@@ -1,0 +1,79 @@
+"""What the deployment tests check against: paths, external tools, the metric contract."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEPLOY_DIR = REPO_ROOT / "deploy"
+CHART_DIR = REPO_ROOT / "helm" / "outrider"
+RUNBOOK_DIR = REPO_ROOT / "docs" / "runbooks"
+RUNBOOK_URL_PREFIX = "https://github.com/outrider/outrider/blob/main/docs/runbooks/"
+
+# The metric contract: DESIGN.md's table plus the series the service owners announced.
+# Dashboards, rules and manifests may only refer to these (and the Prometheus-made `up`).
+DESIGN_METRICS: frozenset[str] = frozenset(
+    {
+        "outrider_build_info",
+        "outrider_requests_total",
+        "outrider_request_duration_seconds",
+        "outrider_connections_active",
+        "outrider_tap_samples_total",
+        "outrider_tap_disabled_connections_total",
+        "outrider_signal_errors_total",
+        "outrider_drift_score",
+        "outrider_drift_threshold",
+        "outrider_drift_p_value",
+        "outrider_drift_detected",
+        "outrider_ood_ratio",
+        "outrider_probe_accuracy_ratio",
+        "outrider_probe_attack_success_ratio",
+        "outrider_alert_state",
+        "outrider_hook_actions_total",
+    }
+)
+ANNOUNCED_METRICS: frozenset[str] = frozenset(
+    {
+        "outrider_upstream_errors_total",
+        "outrider_tap_bytes_total",
+        "outrider_monitor_shed_samples_total",
+        "outrider_window_fill_ratio",
+        "outrider_reference_samples",
+        "outrider_probe_runs_total",
+        "outrider_probe_regression",
+        "outrider_incidents_open",
+    }
+)
+HISTOGRAMS: frozenset[str] = frozenset({"outrider_request_duration_seconds"})
+
+
+def exported_series_names() -> frozenset[str]:
+    """Every series name outrider exports, with the _bucket/_sum/_count of its histograms."""
+    names = set(DESIGN_METRICS | ANNOUNCED_METRICS)
+    for histogram in HISTOGRAMS:
+        names |= {f"{histogram}_bucket", f"{histogram}_sum", f"{histogram}_count"}
+    names -= HISTOGRAMS
+    return frozenset(names)
+
+
+def tool_path(name: str) -> str:
+    """Find a CLI next to the running interpreter (venv) or on PATH, else skip the test."""
+    beside_python = Path(sys.executable).parent / name
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed (see the deploy section of .ci/run)")
+    return found
+
+
+def run_tool(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a CLI with a time bound and return its captured result."""
+    return subprocess.run(
+        argv, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
