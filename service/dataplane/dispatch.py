@@ -1,0 +1,37 @@
+"""Routes tap observations to metrics and, when sampled, to the monitor's sink."""
+
+from __future__ import annotations
+
+from service.dataplane.metrics import DataplaneMetrics, code_label
+from service.dataplane.observation import ObservationSink, RpcObservation
+
+
+class ObservationDispatcher:
+    """Counts every observed call; offers sampled ones to the sink without waiting."""
+
+    def __init__(self, metrics: DataplaneMetrics, sink: ObservationSink | None) -> None:
+        self.metrics = metrics
+        self.sink = sink
+        self._sampled = metrics.tap_samples.labels(outcome="sampled")
+        self._dropped = metrics.tap_samples.labels(outcome="dropped")
+
+    def observed(self, obs: RpcObservation, rpc_end: bool) -> None:
+        m = self.metrics
+        if rpc_end:
+            model = m.model_label(obs.model_name)
+            version = m.version_label(obs.model_version)
+            method = m.method_label(obs.method)
+            m.requests.labels(
+                model, version, method, code_label(obs.grpc_status, obs.grpc_message)
+            ).inc()
+            m.duration.labels(model, version, method).observe(
+                max(0.0, obs.end_time - obs.start_time)
+            )
+        if obs.sampled and (rpc_end is False or obs.request_messages or obs.response_messages):
+            if self.sink is not None and self.sink.offer(obs):
+                self._sampled.inc()
+            else:
+                self._dropped.inc()
+
+    def sample_outcome(self, outcome: str) -> None:
+        self.metrics.tap_samples.labels(outcome=outcome).inc()

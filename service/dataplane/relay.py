@@ -1,0 +1,491 @@
+"""The data plane's L4 relay: client connections forwarded byte for byte to an upstream.
+
+Bytes are written to the other side as they arrive, and only then is a copy handed to the
+connection's passive tap. The relay never alters the byte stream, with one exception:
+when a connection is drained (fallback switch or shutdown) and the tap knows the
+server-to-client direction sits at a frame boundary, the relay tells the client
+`GOAWAY(2^31-1, NO_ERROR)`, the RFC 7540 section 6.8 "shutdown imminent" notice, so the
+client opens no new streams there and reconnects (to the new upstream) for its next call.
+The connection is closed once the tap sees no open streams on it.
+
+A tap error switches the tap off for that connection (counted by reason, logged once);
+forwarding goes on untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import socket
+import ssl
+import time
+from typing import Literal
+
+from prometheus_client import CollectorRegistry
+
+from service.dataplane.dispatch import ObservationDispatcher
+from service.dataplane.grpc_messages import MessageError
+from service.dataplane.http2_frames import FrameError, goaway_frame
+from service.dataplane.metrics import DataplaneMetrics
+from service.dataplane.observation import ObservationSink
+from service.dataplane.sampling import Sampler
+from service.dataplane.settings import DataplaneSettings, UpstreamSettings
+from service.dataplane.tls import listener_ssl_context, upstream_ssl_context
+
+log = logging.getLogger(__name__)
+
+UpstreamName = Literal["primary", "fallback"]
+_GOAWAY_SHUTDOWN = goaway_frame(0x7FFFFFFF)
+_DRAIN_POLL_SECONDS = 0.05
+
+
+def _set_nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _tap_failure_reason(err: BaseException) -> str:
+    if isinstance(err, (FrameError, MessageError)):
+        return err.reason
+    return "internal"
+
+
+class _Upstream:
+    """A resolved upstream: address plus the TLS context toward it."""
+
+    def __init__(self, name: UpstreamName, settings: UpstreamSettings) -> None:
+        self.name = name
+        self.host = settings.host
+        self.port = settings.port
+        self.ssl: ssl.SSLContext | None = None
+        self.server_hostname: str | None = None
+        if settings.tls is not None:
+            self.ssl = upstream_ssl_context(settings.tls)
+            self.server_hostname = settings.tls.server_name or settings.host
+
+
+class _UpstreamSide(asyncio.Protocol):
+    """The relay's connection toward the upstream, paired with one client connection."""
+
+    def __init__(self, conn: _Connection) -> None:
+        self.conn = conn
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.conn.upstream_made(transport)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.from_upstream(data)
+
+    def eof_received(self) -> bool:
+        return self.conn.upstream_eof()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.upstream_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn.client_pause(True)
+
+    def resume_writing(self) -> None:
+        self.conn.client_pause(False)
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection and its upstream connection (the client-side protocol)."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.id = next(relay._ids)
+        self.client: asyncio.Transport | None = None
+        self.upstream: asyncio.Transport | None = None
+        self.upstream_name: UpstreamName = relay.upstream
+        self.tap = relay._new_tap(self.id)
+        self._tap_failed = False
+        self._client_eof = False
+        self._upstream_eof = False
+        self._client_paused_by = 0  # client reading paused: 1 connecting, 2 backpressure
+        self._upstream_paused = False
+        self._active = True
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._connect_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.draining = False
+        self._goaway_sent = False
+        self._drain_started = 0.0
+
+    # -- client side ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        client: asyncio.Transport = transport
+        self.client = client
+        relay = self.relay
+        if relay._accepting is False or len(relay._connections) >= relay.settings.max_connections:
+            reason = "shutting_down" if relay._accepting is False else "max_connections"
+            relay.metrics.connections_rejected.labels(reason=reason).inc()
+            self._closed = True
+            transport.close()
+            return
+        relay._connections.add(self)
+        relay.metrics.connections_active.inc()
+        _set_nodelay(transport)
+        client.set_write_buffer_limits(high=relay.settings.write_buffer_high_water_bytes)
+        # Hold the client's bytes in the kernel until the upstream is there.
+        client.pause_reading()
+        self._client_paused_by |= 1
+        self._connect_task = asyncio.get_running_loop().create_task(self._connect())
+        self._arm_idle_timer()
+
+    async def _connect(self) -> None:
+        relay = self.relay
+        target = relay._upstreams[self.upstream_name]
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _UpstreamSide(self),
+                    target.host,
+                    target.port,
+                    ssl=target.ssl,
+                    server_hostname=target.server_hostname,
+                ),
+                relay.settings.connect_timeout_seconds,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            reason = _connect_failure_reason(err)
+            relay.metrics.upstream_errors.labels(reason=reason).inc()
+            log.warning(
+                "upstream %s (%s:%s) unreachable: %s; closing client connection %d",
+                target.name,
+                target.host,
+                target.port,
+                reason,
+                self.id,
+            )
+            self._close_both()
+
+    def data_received(self, data: bytes) -> None:
+        upstream = self.upstream
+        if upstream is None:
+            return
+        upstream.write(data)
+        self._active = True
+        self.relay.metrics.request_bytes.inc(len(data))
+        tap = self.tap
+        if tap is not None:
+            try:
+                tap.feed_client(data)
+            except Exception as err:
+                self._tap_failed_with(err)
+
+    def eof_received(self) -> bool:
+        self._client_eof = True
+        upstream = self.upstream
+        if upstream is not None and upstream.can_write_eof() and not self._upstream_eof:
+            upstream.write_eof()
+            return True
+        self._close_both()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._close_both()
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None and not self._upstream_paused:
+            self._upstream_paused = True
+            self.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None and self._upstream_paused:
+            self._upstream_paused = False
+            self.upstream.resume_reading()
+
+    # -- upstream side -------------------------------------------------------------
+    def upstream_made(self, transport: asyncio.Transport) -> None:
+        if self._closed:
+            transport.close()
+            return
+        self.upstream = transport
+        _set_nodelay(transport)
+        transport.set_write_buffer_limits(high=self.relay.settings.write_buffer_high_water_bytes)
+        self.client_pause(False, bit=1)
+
+    def from_upstream(self, data: bytes) -> None:
+        client = self.client
+        if client is None:
+            return
+        client.write(data)
+        self._active = True
+        self.relay.metrics.response_bytes.inc(len(data))
+        tap = self.tap
+        if tap is not None:
+            try:
+                tap.feed_server(data)
+            except Exception as err:
+                self._tap_failed_with(err)
+        if self.draining:
+            self._drain_step()
+
+    def upstream_eof(self) -> bool:
+        self._upstream_eof = True
+        client = self.client
+        if client is not None and client.can_write_eof() and not self._client_eof:
+            client.write_eof()
+            return True
+        self._close_both()
+        return False
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        tap = self.tap
+        if exc is not None or (tap is not None and tap.open_streams):
+            self.relay.metrics.upstream_errors.labels(
+                reason="lost_with_open_streams"
+                if tap is not None and tap.open_streams
+                else "connection_lost"
+            ).inc()
+        self._close_both()
+
+    def client_pause(self, paused: bool, bit: int = 2) -> None:
+        client = self.client
+        if client is None or self._closed:
+            return
+        before = self._client_paused_by
+        self._client_paused_by = before | bit if paused else before & ~bit
+        if before and not self._client_paused_by:
+            client.resume_reading()
+        elif not before and self._client_paused_by:
+            client.pause_reading()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def _tap_failed_with(self, err: BaseException) -> None:
+        reason = _tap_failure_reason(err)
+        self.relay.metrics.tap_disabled.labels(reason=reason).inc()
+        log.warning("tap disabled on connection %d (%s): %s", self.id, reason, err)
+        self.tap = None
+        self._tap_failed = True
+
+    def _arm_idle_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(
+            self.relay.settings.idle_timeout_seconds, self._idle_check
+        )
+
+    def _idle_check(self) -> None:
+        # No bytes either way for a whole period (so between one and two periods idle).
+        if self._closed:
+            return
+        if not self._active:
+            log.info("connection %d idle, closing", self.id)
+            self._close_both()
+            return
+        self._active = False
+        self._arm_idle_timer()
+
+    def drain(self) -> None:
+        """Close this connection politely: GOAWAY to the client, close once no stream is open."""
+        if self.draining or self._closed:
+            return
+        self.draining = True
+        self._drain_started = time.monotonic()
+        self._drain_step()
+
+    def _drain_step(self) -> None:
+        if self._closed:
+            return
+        tap = self.tap
+        client = self.client
+        if self.upstream is None:
+            self._close_both()
+            return
+        if tap is None:
+            # Blind (tap off): close once the connection has been quiet for a poll interval.
+            if not self._active:
+                self._close_both()
+                return
+            self._active = False
+        else:
+            if (
+                not self._goaway_sent
+                and tap.server_reader.at_frame_boundary
+                and (tap.server_reader.frames_seen > 0)
+            ):
+                if client is not None:
+                    client.write(_GOAWAY_SHUTDOWN)
+                self._goaway_sent = True
+                self._drain_started = time.monotonic()
+            waited = time.monotonic() - self._drain_started
+            if (
+                self._goaway_sent
+                and tap.open_streams == 0
+                and waited >= self.relay.settings.drain_delay_seconds
+            ):
+                self._close_both()
+                return
+        asyncio.get_running_loop().call_later(_DRAIN_POLL_SECONDS, self._drain_step)
+
+    def close_now(self) -> None:
+        self._close_both()
+
+    def _close_both(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        relay = self.relay
+        relay._connections.discard(self)
+        relay.metrics.connections_active.dec()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        if self._connect_task is not None and not self._connect_task.done():
+            self._connect_task.cancel()
+        if self.client is not None:
+            self.client.close()
+        if self.upstream is not None:
+            self.upstream.close()
+        tap = self.tap
+        self.tap = None
+        if tap is not None:
+            try:
+                tap.close()
+            except Exception as err:  # never let the tap break teardown
+                self._tap_failed_with(err)
+        relay._connection_closed()
+
+
+def _connect_failure_reason(err: BaseException) -> str:
+    if isinstance(err, (TimeoutError, asyncio.TimeoutError)):
+        return "connect_timeout"
+    if isinstance(err, ConnectionRefusedError):
+        return "connect_refused"
+    if isinstance(err, ssl.SSLError):
+        return "tls"
+    return "connect_error"
+
+
+class Relay:
+    """Listens for clients and relays each connection to the current upstream."""
+
+    def __init__(
+        self,
+        settings: DataplaneSettings,
+        *,
+        registry: CollectorRegistry | None = None,
+        sink: ObservationSink | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = DataplaneMetrics(self.registry, max_model_labels=settings.max_model_labels)
+        self.sink = sink
+        self._dispatcher = ObservationDispatcher(self.metrics, sink)
+        self._sampler = Sampler(
+            settings.sampling_rate, settings.max_samples_per_second, seed=settings.sampling_seed
+        )
+        self._upstreams: dict[UpstreamName, _Upstream] = {
+            "primary": _Upstream("primary", settings.upstream)
+        }
+        if settings.fallback_upstream is not None:
+            self._upstreams["fallback"] = _Upstream("fallback", settings.fallback_upstream)
+        self.upstream: UpstreamName = "primary"
+        self._ids = itertools.count(1)
+        self._connections: set[_Connection] = set()
+        self._server: asyncio.Server | None = None
+        self._accepting: bool | None = None
+        self._all_closed: asyncio.Event | None = None
+
+    def _new_tap(self, connection_id: int) -> ConnectionTap | None:
+        if not self.settings.tap_enabled:
+            return None
+        return ConnectionTap(
+            connection_id,
+            self._dispatcher,
+            self._sampler,
+            max_message_bytes=self.settings.max_message_bytes,
+        )
+
+    async def start(self) -> None:
+        """Binds the listener; `port` is valid afterwards."""
+        if self._server is not None:
+            raise RuntimeError("relay already started")
+        loop = asyncio.get_running_loop()
+        tls = self.settings.listener_tls
+        self._server = await loop.create_server(
+            lambda: _Connection(self),
+            self.settings.listen_host,
+            self.settings.listen_port,
+            ssl=listener_ssl_context(tls) if tls is not None else None,
+            reuse_address=True,
+        )
+        self._accepting = True
+        log.info(
+            "relay listening on %s:%d -> %s:%d",
+            self.settings.listen_host,
+            self.port,
+            self._upstreams["primary"].host,
+            self._upstreams["primary"].port,
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound listener port (after `start`)."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("relay not started")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def active_connections(self) -> int:
+        return len(self._connections)
+
+    @property
+    def ready(self) -> bool:
+        """True while listening and accepting connections (for /readyz)."""
+        return bool(self._accepting)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stops accepting; in-flight RPCs get `grace` seconds to finish, then all close."""
+        if grace is None:
+            grace = self.settings.shutdown_grace_seconds
+        self._accepting = False
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.drain()
+        if self._connections:
+            self._all_closed = asyncio.Event()
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), grace)
+        for conn in list(self._connections):
+            conn.close_now()
+        if self._server is not None:
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            self._server = None
+
+    def _connection_closed(self) -> None:
+        if self._all_closed is not None and not self._connections:
+            self._all_closed.set()
+
+    async def use_fallback(self) -> None:
+        """New connections go to the fallback upstream; current ones are drained politely."""
+        if "fallback" not in self._upstreams:
+            raise RuntimeError("no fallback_upstream configured")
+        self._switch("fallback")
+
+    async def use_primary(self) -> None:
+        """New connections go to the primary upstream again; others are drained politely."""
+        self._switch("primary")
+
+    def _switch(self, name: UpstreamName) -> None:
+        if self.upstream == name:
+            return
+        log.info("switching upstream %s -> %s", self.upstream, name)
+        self.upstream = name
+        for conn in list(self._connections):
+            if conn.upstream_name != name:
+                conn.drain()
+
+
+# imported late: the tap module is the heaviest and only needed when the tap is on
+from service.dataplane.tap import ConnectionTap  # noqa: E402

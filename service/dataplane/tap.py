@@ -1,0 +1,415 @@
+"""Passive tap for one relayed connection: HTTP/2 frames -> HPACK -> gRPC -> observations.
+
+The relay feeds the tap a copy of each chunk after forwarding it. The tap decodes every
+header block in order (HPACK state depends on it), tracks each stream from its request
+HEADERS to its end, and for sampled inference RPCs keeps the message payloads. DATA of
+other streams is skipped by length, except a short head of inference messages from which
+the model name and version are read.
+
+Errors raise out of `feed_*`; the relay catches them and disables the tap for the
+connection (see `relay.py`). The tap never sees, let alone changes, the relayed buffers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+from urllib.parse import unquote
+
+import hpack
+
+from service.dataplane.grpc_messages import MessageAssembler, MessageError
+from service.dataplane.http2_frames import SETTINGS_HEADER_TABLE_SIZE, FrameError, FrameReader
+from service.dataplane.observation import RpcObservation
+from service.dataplane.protobuf_fields import model_of_request, version_of_response
+from service.dataplane.sampling import Sampler
+
+#: Bytes of an unsampled inference message kept to read model name and version.
+HEAD_BYTES = 512
+#: Concurrent streams tracked per connection before the tap gives up on it.
+MAX_TRACKED_STREAMS = 4096
+
+INFER_METHOD = "ModelInfer"
+STREAM_INFER_METHOD = "ModelStreamInfer"
+
+
+class TapEvents(Protocol):
+    """Where a tap reports what it saw."""
+
+    def observed(self, obs: RpcObservation, rpc_end: bool) -> None:
+        """An observation; `rpc_end` is False for in-stream ModelStreamInfer messages."""
+        ...
+
+    def sample_outcome(self, outcome: str) -> None:
+        """A sampling decision or failure: 'skipped' (not chosen) or 'error'."""
+        ...
+
+
+class _Stream:
+    """One gRPC call in flight on the connection."""
+
+    __slots__ = (
+        "authority",
+        "grpc_message",
+        "grpc_status",
+        "head_req",
+        "head_resp",
+        "infer",
+        "method",
+        "model_name",
+        "model_version",
+        "probe",
+        "req_bytes",
+        "req_messages",
+        "req_start_times",
+        "resp_bytes",
+        "resp_messages",
+        "response_headers_seen",
+        "sampled",
+        "start_time",
+        "streaming",
+    )
+
+    def __init__(self, method: str, authority: str, probe: bool, start_time: float) -> None:
+        self.method = method
+        self.authority = authority
+        self.probe = probe
+        self.start_time = start_time
+        name = method.rpartition("/")[2]
+        self.streaming = name == STREAM_INFER_METHOD
+        self.infer = self.streaming or name == INFER_METHOD
+        self.sampled = False
+        self.req_messages: MessageAssembler | None = None
+        self.resp_messages: MessageAssembler | None = None
+        self.head_req: bytearray | None = bytearray() if self.infer else None
+        self.head_resp: bytearray | None = bytearray() if self.infer else None
+        self.req_bytes = 0
+        self.resp_bytes = 0
+        self.grpc_status: int | None = None
+        self.grpc_message = ""
+        self.response_headers_seen = False
+        self.model_name = ""
+        self.model_version = ""
+        # arrival times of unpaired request messages (streaming pairing)
+        self.req_start_times: list[float] = []
+
+
+def _header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+class _Direction:
+    """Frame listener for one direction; forwards to the shared tap state."""
+
+    def __init__(self, tap: ConnectionTap, from_client: bool) -> None:
+        self._tap = tap
+        self._from_client = from_client
+        self.decoder = hpack.Decoder()
+
+    def on_header_block(self, stream_id: int, block: bytes, end_stream: bool) -> None:
+        try:
+            headers = self.decoder.decode(block, raw=True)
+        except hpack.HPACKError as err:
+            raise FrameError("hpack", f"{type(err).__name__}: {err}") from None
+        if self._from_client:
+            self._tap.request_headers(stream_id, headers, end_stream)  # type: ignore[arg-type]
+        else:
+            self._tap.response_headers(stream_id, headers, end_stream)  # type: ignore[arg-type]
+
+    def wants_data(self, stream_id: int) -> bool:
+        return self._tap.wants_data(stream_id, self._from_client)
+
+    def on_data(self, stream_id: int, chunk: memoryview) -> None:
+        self._tap.data(stream_id, chunk, self._from_client)
+
+    def on_data_end(self, stream_id: int, length: int, end_stream: bool) -> None:
+        self._tap.data_end(stream_id, length, end_stream, self._from_client)
+
+    def on_rst_stream(self, stream_id: int, error_code: int) -> None:
+        self._tap.reset(stream_id, error_code, self._from_client)
+
+    def on_settings(self, settings: dict[int, int]) -> None:
+        size = settings.get(SETTINGS_HEADER_TABLE_SIZE)
+        if size is not None:
+            # This side's decoder table size bounds what the *other* side's encoder uses.
+            self._tap.peer_of(self).decoder.max_allowed_table_size = size
+
+    def on_goaway(self, last_stream_id: int, error_code: int) -> None:
+        self._tap.goaway_seen = True
+
+
+class ConnectionTap:
+    """Decodes both directions of one relayed HTTP/2 connection into observations."""
+
+    def __init__(
+        self,
+        connection_id: int,
+        events: TapEvents,
+        sampler: Sampler,
+        *,
+        max_message_bytes: int,
+    ) -> None:
+        self.connection_id = connection_id
+        self._events = events
+        self._sampler = sampler
+        self._limit = max_message_bytes
+        self._streams: dict[int, _Stream] = {}
+        self._client = _Direction(self, from_client=True)
+        self._server = _Direction(self, from_client=False)
+        self.client_reader = FrameReader(self._client, expect_preface=True)
+        self.server_reader = FrameReader(self._server, expect_preface=False)
+        self.goaway_seen = False
+        self.max_client_stream_id = 0
+
+    # -- fed by the relay -------------------------------------------------------------
+    def feed_client(self, data: bytes) -> None:
+        """Bytes the client sent (already forwarded upstream)."""
+        self.client_reader.feed(data)
+
+    def feed_server(self, data: bytes) -> None:
+        """Bytes the upstream sent (already forwarded to the client)."""
+        self.server_reader.feed(data)
+
+    def close(self, reason: str = "connection closed") -> None:
+        """The connection ended: streams still open end without a status."""
+        streams = list(self._streams.items())
+        self._streams.clear()
+        for sid, stream in streams:
+            stream.grpc_message = reason
+            self._finish(sid, stream)
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
+
+    def peer_of(self, direction: _Direction) -> _Direction:
+        return self._server if direction is self._client else self._client
+
+    # -- from the frame readers ------------------------------------------------------
+    def request_headers(
+        self, sid: int, headers: list[tuple[bytes, bytes]], end_stream: bool
+    ) -> None:
+        stream = self._streams.get(sid)
+        if stream is None:
+            if sid <= self.max_client_stream_id:
+                return  # trailers of a stream already finished (e.g. after a reset)
+            self.max_client_stream_id = sid
+            if len(self._streams) >= MAX_TRACKED_STREAMS:
+                raise FrameError("too_many_streams", f"{len(self._streams)} open streams")
+            path = _header_value(headers, b":path") or b""
+            authority = _header_value(headers, b":authority") or b""
+            probe = _header_value(headers, b"x-outrider-probe") == b"1"
+            stream = _Stream(
+                path.decode("utf-8", "replace"),
+                authority.decode("utf-8", "replace"),
+                probe,
+                time.time(),
+            )
+            self._streams[sid] = stream
+            if stream.infer:
+                if self._sampler.decide():
+                    encoding = (_header_value(headers, b"grpc-encoding") or b"").decode(
+                        "ascii", "replace"
+                    )
+                    stream.sampled = True
+                    stream.req_messages = MessageAssembler(encoding, self._limit)
+                else:
+                    self._events.sample_outcome("skipped")
+        # client trailers do not exist in gRPC; END_STREAM only half-closes the request
+
+    def response_headers(
+        self, sid: int, headers: list[tuple[bytes, bytes]], end_stream: bool
+    ) -> None:
+        stream = self._streams.get(sid)
+        if stream is None:
+            return
+        if not stream.response_headers_seen:
+            stream.response_headers_seen = True
+            if stream.sampled:
+                encoding = (_header_value(headers, b"grpc-encoding") or b"").decode(
+                    "ascii", "replace"
+                )
+                stream.resp_messages = MessageAssembler(encoding, self._limit)
+        status = _header_value(headers, b"grpc-status")
+        if status is not None:
+            try:
+                stream.grpc_status = int(status)
+            except ValueError:
+                stream.grpc_status = None
+            message = _header_value(headers, b"grpc-message")
+            if message is not None:
+                stream.grpc_message = unquote(message.decode("utf-8", "replace"))
+        if end_stream:
+            del self._streams[sid]
+            self._finish(sid, stream)
+
+    def wants_data(self, sid: int, from_client: bool) -> bool:
+        stream = self._streams.get(sid)
+        if stream is None:
+            return False
+        if from_client:
+            return stream.req_messages is not None or stream.head_req is not None
+        return stream.resp_messages is not None or stream.head_resp is not None
+
+    def data(self, sid: int, chunk: memoryview, from_client: bool) -> None:
+        stream = self._streams.get(sid)
+        if stream is None:
+            return
+        assembler = stream.req_messages if from_client else stream.resp_messages
+        if assembler is not None:
+            try:
+                assembler.feed(chunk)
+            except MessageError:
+                self._abandon_sample(stream)
+                return
+            if from_client:
+                self._requests_ready(sid, stream, assembler)
+            else:
+                self._responses_ready(sid, stream, assembler)
+            return
+        head = stream.head_req if from_client else stream.head_resp
+        if head is not None:
+            head += chunk[: HEAD_BYTES - len(head)]
+            if len(head) >= HEAD_BYTES:
+                self._read_head(stream, from_client)
+
+    def data_end(self, sid: int, length: int, end_stream: bool, from_client: bool) -> None:
+        stream = self._streams.get(sid)
+        if stream is None:
+            return
+        if from_client:
+            stream.req_bytes += length
+        else:
+            stream.resp_bytes += length
+            if end_stream:
+                # a response ending on DATA (no trailers): unusual for gRPC, still the end
+                del self._streams[sid]
+                self._finish(sid, stream)
+
+    def reset(self, sid: int, error_code: int, from_client: bool) -> None:
+        stream = self._streams.pop(sid, None)
+        if stream is None:
+            return
+        side = "client" if from_client else "server"
+        stream.grpc_message = f"RST_STREAM from {side}, error code {error_code}"
+        self._finish(sid, stream)
+
+    # -- internals -------------------------------------------------------------------
+    def _abandon_sample(self, stream: _Stream) -> None:
+        """A message could not be kept: the stream goes on unsampled, counted as an error."""
+        stream.sampled = False
+        stream.req_messages = None
+        stream.resp_messages = None
+        stream.head_req = None
+        stream.head_resp = None
+        stream.req_start_times.clear()
+        self._events.sample_outcome("error")
+
+    def _read_head(self, stream: _Stream, from_client: bool) -> None:
+        head = stream.head_req if from_client else stream.head_resp
+        if from_client:
+            stream.head_req = None
+        else:
+            stream.head_resp = None
+        if head is None or len(head) <= 5 or head[0]:
+            return  # nothing, or a compressed message: model unknown unless sampled
+        body = bytes(head[5 : 5 + int.from_bytes(head[1:5], "big")])
+        if from_client:
+            stream.model_name, version = model_of_request(body)
+            stream.model_version = stream.model_version or version
+        else:
+            version = version_of_response(body, stream=stream.streaming)
+            stream.model_version = version or stream.model_version
+
+    def _requests_ready(self, sid: int, stream: _Stream, assembler: MessageAssembler) -> None:
+        if not assembler.messages:
+            return
+        if stream.head_req is not None:
+            stream.head_req = None
+            name, version = model_of_request(assembler.messages[0])
+            stream.model_name = name
+            stream.model_version = stream.model_version or version
+        if stream.streaming:
+            now = time.time()
+            stream.req_start_times.extend(now for _ in assembler.messages)
+
+    def _responses_ready(self, sid: int, stream: _Stream, assembler: MessageAssembler) -> None:
+        if not assembler.messages:
+            return
+        if stream.head_resp is not None:
+            stream.head_resp = None
+            version = version_of_response(assembler.messages[0], stream=stream.streaming)
+            stream.model_version = version or stream.model_version
+        if not stream.streaming:
+            return
+        requests = stream.req_messages
+        if requests is None:
+            return
+        now = time.time()
+        for response in assembler.take():
+            pending = requests.messages
+            request = pending.pop(0) if pending else None
+            started = stream.req_start_times.pop(0) if stream.req_start_times else now
+            req_size = 5 + len(request) if request is not None else 0
+            resp_size = 5 + len(response)
+            stream.req_bytes -= req_size
+            stream.resp_bytes -= resp_size
+            self._events.observed(
+                RpcObservation(
+                    connection_id=self.connection_id,
+                    stream_id=sid,
+                    method=stream.method,
+                    authority=stream.authority,
+                    start_time=started,
+                    end_time=now,
+                    request_bytes=req_size,
+                    response_bytes=resp_size,
+                    grpc_status=None,
+                    grpc_message="",
+                    probe=stream.probe,
+                    sampled=True,
+                    request_messages=(request,) if request is not None else (),
+                    response_messages=(response,),
+                    model_name=stream.model_name,
+                    model_version=stream.model_version,
+                ),
+                False,
+            )
+
+    def _finish(self, sid: int, stream: _Stream) -> None:
+        if stream.head_req is not None:
+            self._read_head(stream, True)
+        if stream.head_resp is not None:
+            self._read_head(stream, False)
+        sampled = stream.sampled
+        req_msgs: tuple[bytes, ...] = ()
+        resp_msgs: tuple[bytes, ...] = ()
+        if sampled:
+            if stream.req_messages is not None:
+                req_msgs = tuple(stream.req_messages.take())
+            if stream.resp_messages is not None:
+                resp_msgs = tuple(stream.resp_messages.take())
+        self._events.observed(
+            RpcObservation(
+                connection_id=self.connection_id,
+                stream_id=sid,
+                method=stream.method,
+                authority=stream.authority,
+                start_time=stream.start_time,
+                end_time=time.time(),
+                request_bytes=stream.req_bytes,
+                response_bytes=stream.resp_bytes,
+                grpc_status=stream.grpc_status,
+                grpc_message=stream.grpc_message,
+                probe=stream.probe,
+                sampled=sampled,
+                request_messages=req_msgs,
+                response_messages=resp_msgs,
+                model_name=stream.model_name,
+                model_version=stream.model_version,
+            ),
+            True,
+        )
