@@ -51,6 +51,17 @@ _CONTENTS_FIELD: dict[str, str] = {
     "BYTES": "bytes_contents",
 }
 
+# The numpy dtype of each typed contents field, at the field's own width.
+_FIELD_DTYPE: dict[str, np.dtype[Any]] = {
+    "bool_contents": np.dtype(np.bool_),
+    "int_contents": np.dtype(np.int32),
+    "int64_contents": np.dtype(np.int64),
+    "uint_contents": np.dtype(np.uint32),
+    "uint64_contents": np.dtype(np.uint64),
+    "fp32_contents": np.dtype(np.float32),
+    "fp64_contents": np.dtype(np.float64),
+}
+
 # No tensor may claim more elements than this; it bounds memory before any allocation.
 MAX_ELEMENTS = 1 << 31
 
@@ -211,15 +222,12 @@ def _decode_typed(name: str, datatype: str, shape: tuple[int, ...], tensor: _Ten
             out[i] = bytes(value)
         return out.reshape(shape)
     dtype = _NUMPY_BY_DATATYPE[datatype]
-    try:
-        # Typed int fields are wider than INT8/16 and UINT8/16; refuse values that do not fit
-        # instead of letting them wrap around silently.
-        wide = np.asarray(values)
-        array = wide.astype(dtype.newbyteorder("="))
-        if dtype.kind in "iu" and count and not np.array_equal(array, wide):
-            raise TensorError(name, "size_mismatch", f"values out of range for {datatype}")
-    except OverflowError:
-        raise TensorError(name, "size_mismatch", f"values out of range for {datatype}") from None
+    # Read at the protobuf field's own width, then narrow; typed int fields are wider than
+    # INT8/16 and UINT8/16, and values that do not fit are refused rather than wrapped.
+    wide = np.fromiter(values, dtype=_FIELD_DTYPE[field], count=len(values))
+    array = wide.astype(dtype.newbyteorder("="))
+    if dtype.kind in "iu" and not np.array_equal(array, wide):
+        raise TensorError(name, "size_mismatch", f"values out of range for {datatype}")
     return array.reshape(shape)
 
 

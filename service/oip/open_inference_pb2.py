@@ -24,13 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14open_inference.proto\x12\x0coutrider.oip\"\x13\n\x11ServerLiveRequest\"\"\n\x12ServerLiveResponse\x12\x0c\n\x04live\x18\x01 \x01(\x08\"\x14\n\x12ServerReadyRequest\"$\n\x13ServerReadyResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\"2\n\x11ModelReadyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"#\n\x12ModelReadyResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\"\x17\n\x15ServerMetadataRequest\"K\n\x16ServerMetadataResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x12\n\nextensions\x18\x03 \x03(\t\"5\n\x14ModelMetadataRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x93\x02\n\x15ModelMetadataResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08versions\x18\x02 \x03(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x42\n\x06inputs\x18\x04 \x03(\x0b\x32\x32.outrider.oip.ModelMetadataResponse.TensorMetadata\x12\x43\n\x07outputs\x18\x05 \x03(\x0b\x32\x32.outrider.oip.ModelMetadataResponse.TensorMetadata\x1a?\n\x0eTensorMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"\x99\x01\n\x0eInferParameter\x12\x14\n\nbool_param\x18\x01 \x01(\x08H\x00\x12\x15\n\x0bint64_param\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_param\x18\x03 \x01(\tH\x00\x12\x16\n\x0c\x64ouble_param\x18\x04 \x01(\x01H\x00\x12\x16\n\x0cuint64_param\x18\x05 \x01(\x04H\x00\x42\x12\n\x10parameter_choice\"\xd0\x01\n\x13InferTensorContents\x12\x15\n\rbool_contents\x18\x01 \x03(\x08\x12\x14\n\x0cint_contents\x18\x02 \x03(\x05\x12\x16\n\x0eint64_contents\x18\x03 \x03(\x03\x12\x15\n\ruint_contents\x18\x04 \x03(\r\x12\x17\n\x0fuint64_contents\x18\x05 \x03(\x04\x12\x15\n\rfp32_contents\x18\x06 \x03(\x02\x12\x15\n\rfp64_contents\x18\x07 \x03(\x01\x12\x16\n\x0e\x62ytes_contents\x18\x08 \x03(\x0c\"\x89\x07\n\x11ModelInferRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x43\n\nparameters\x18\x04 \x03(\x0b\x32/.outrider.oip.ModelInferRequest.ParametersEntry\x12@\n\x06inputs\x18\x05 \x03(\x0b\x32\x30.outrider.oip.ModelInferRequest.InferInputTensor\x12K\n\x07outputs\x18\x06 \x03(\x0b\x32:.outrider.oip.ModelInferRequest.InferRequestedOutputTensor\x12\x1a\n\x12raw_input_contents\x18\x07 \x03(\x0c\x1a\x9d\x02\n\x10InferInputTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12T\n\nparameters\x18\x04 \x03(\x0b\x32@.outrider.oip.ModelInferRequest.InferInputTensor.ParametersEntry\x12\x33\n\x08\x63ontents\x18\x05 \x01(\x0b\x32!.outrider.oip.InferTensorContents\x1aO\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.outrider.oip.InferParameter:\x02\x38\x01\x1a\xdb\x01\n\x1aInferRequestedOutputTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12^\n\nparameters\x18\x02 \x03(\x0b\x32J.outrider.oip.ModelInferRequest.InferRequestedOutputTensor.ParametersEntry\x1aO\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.outrider.oip.InferParameter:\x02\x38\x01\x1aO\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.outrider.oip.InferParameter:\x02\x38\x01\"\xe7\x04\n\x12ModelInferResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x44\n\nparameters\x18\x04 \x03(\x0b\x32\x30.outrider.oip.ModelInferResponse.ParametersEntry\x12\x43\n\x07outputs\x18\x05 \x03(\x0b\x32\x32.outrider.oip.ModelInferResponse.InferOutputTensor\x12\x1b\n\x13raw_output_contents\x18\x06 \x03(\x0c\x1a\xa0\x02\n\x11InferOutputTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12V\n\nparameters\x18\x04 \x03(\x0b\x32\x42.outrider.oip.ModelInferResponse.InferOutputTensor.ParametersEntry\x12\x33\n\x08\x63ontents\x18\x05 \x01(\x0b\x32!.outrider.oip.InferTensorContents\x1aO\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.outrider.oip.InferParameter:\x02\x38\x01\x1aO\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.outrider.oip.InferParameter:\x02\x38\x01\"k\n\x18ModelStreamInferResponse\x12\x15\n\rerror_message\x18\x01 \x01(\t\x12\x38\n\x0einfer_response\x18\x02 \x01(\x0b\x32 .outrider.oip.ModelInferResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14open_inference.proto\x12\x0coutrider.oip\"\x13\n\x11ServerLiveRequest\"\"\n\x12ServerLiveResponse\x12\x0c\n\x04live\x18\x01 \x01(\x08\"\x14\n\x12ServerReadyRequest\"$\n\x13ServerReadyResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\"2\n\x11ModelReadyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"#\n\x12ModelReadyResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\"\x17\n\x15ServerMetadataRequest\"K\n\x16ServerMetadataResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x12\n\nextensions\x18\x03 \x03(\t\"5\n\x14ModelMetadataRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xd7\x04\n\x15ModelMetadataResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08versions\x18\x02 \x03(\t\x12\x10\n\x08platform\x18\x03 \x01(\t\x12\x42\n\x06inputs\x18\x04 \x03(\x0b\x32\x32.outrider.oip.ModelMetadataResponse.TensorMetadata\x12\x43\n\x07outputs\x18\x05 \x03(\x0b\x32\x32.outrider.oip.ModelMetadataResponse.TensorMetadata\x12G\n\nparameters\x18\x06 \x03(\x0b\x32\x33.outrider.oip.ModelMetadataResponse.ParametersEntry\x1a\xe8\x01\n\x0eTensorMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12V\n\nparameters\x18\x04 \x03(\x0b\x32\x42.outrider.oip.ModelMetadataResponse.TensorMetadata.ParametersEntry\x1aO\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.outrider.oip.InferParameter:\x02\x38\x01\x1aO\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.outrider.oip.InferParameter:\x02\x38\x01\"\x99\x01\n\x0eInferParameter\x12\x14\n\nbool_param\x18\x01 \x01(\x08H\x00\x12\x15\n\x0bint64_param\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_param\x18\x03 \x01(\tH\x00\x12\x16\n\x0c\x64ouble_param\x18\x04 \x01(\x01H\x00\x12\x16\n\x0cuint64_param\x18\x05 \x01(\x04H\x00\x42\x12\n\x10parameter_choice\"\xd0\x01\n\x13InferTensorContents\x12\x15\n\rbool_contents\x18\x01 \x03(\x08\x12\x14\n\x0cint_contents\x18\x02 \x03(\x05\x12\x16\n\x0eint64_contents\x18\x03 \x03(\x03\x12\x15\n\ruint_contents\x18\x04 \x03(\r\x12\x17\n\x0fuint64_contents\x18\x05 \x03(\x04\x12\x15\n\rfp32_contents\x18\x06 \x03(\x02\x12\x15\n\rfp64_contents\x18\x07 \x03(\x01\x12\x16\n\x0e\x62ytes_contents\x18\x08 \x03(\x0c\"\x89\x07\n\x11ModelInferRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x43\n\nparameters\x18\x04 \x03(\x0b\x32/.outrider.oip.ModelInferRequest.ParametersEntry\x12@\n\x06inputs\x18\x05 \x03(\x0b\x32\x30.outrider.oip.ModelInferRequest.InferInputTensor\x12K\n\x07outputs\x18\x06 \x03(\x0b\x32:.outrider.oip.ModelInferRequest.InferRequestedOutputTensor\x12\x1a\n\x12raw_input_contents\x18\x07 \x03(\x0c\x1a\x9d\x02\n\x10InferInputTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12T\n\nparameters\x18\x04 \x03(\x0b\x32@.outrider.oip.ModelInferRequest.InferInputTensor.ParametersEntry\x12\x33\n\x08\x63ontents\x18\x05 \x01(\x0b\x32!.outrider.oip.InferTensorContents\x1aO\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.outrider.oip.InferParameter:\x02\x38\x01\x1a\xdb\x01\n\x1aInferRequestedOutputTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12^\n\nparameters\x18\x02 \x03(\x0b\x32J.outrider.oip.ModelInferRequest.InferRequestedOutputTensor.ParametersEntry\x1aO\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.outrider.oip.InferParameter:\x02\x38\x01\x1aO\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.outrider.oip.InferParameter:\x02\x38\x01\"\xe7\x04\n\x12ModelInferResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x44\n\nparameters\x18\x04 \x03(\x0b\x32\x30.outrider.oip.ModelInferResponse.ParametersEntry\x12\x43\n\x07outputs\x18\x05 \x03(\x0b\x32\x32.outrider.oip.ModelInferResponse.InferOutputTensor\x12\x1b\n\x13raw_output_contents\x18\x06 \x03(\x0c\x1a\xa0\x02\n\x11InferOutputTensor\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x64\x61tatype\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12V\n\nparameters\x18\x04 \x03(\x0b\x32\x42.outrider.oip.ModelInferResponse.InferOutputTensor.ParametersEntry\x12\x33\n\x08\x63ontents\x18\x05 \x01(\x0b\x32!.outrider.oip.InferTensorContents\x1aO\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.outrider.oip.InferParameter:\x02\x38\x01\x1aO\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.outrider.oip.InferParameter:\x02\x38\x01\"k\n\x18ModelStreamInferResponse\x12\x15\n\rerror_message\x18\x01 \x01(\t\x12\x38\n\x0einfer_response\x18\x02 \x01(\x0b\x32 .outrider.oip.ModelInferResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'open_inference_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_MODELMETADATARESPONSE_TENSORMETADATA_PARAMETERSENTRY']._loaded_options = None
+  _globals['_MODELMETADATARESPONSE_TENSORMETADATA_PARAMETERSENTRY']._serialized_options = b'8\001'
+  _globals['_MODELMETADATARESPONSE_PARAMETERSENTRY']._loaded_options = None
+  _globals['_MODELMETADATARESPONSE_PARAMETERSENTRY']._serialized_options = b'8\001'
   _globals['_MODELINFERREQUEST_INFERINPUTTENSOR_PARAMETERSENTRY']._loaded_options = None
   _globals['_MODELINFERREQUEST_INFERINPUTTENSOR_PARAMETERSENTRY']._serialized_options = b'8\001'
   _globals['_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY']._loaded_options = None
@@ -60,33 +64,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELMETADATAREQUEST']._serialized_start=346
   _globals['_MODELMETADATAREQUEST']._serialized_end=399
   _globals['_MODELMETADATARESPONSE']._serialized_start=402
-  _globals['_MODELMETADATARESPONSE']._serialized_end=677
-  _globals['_MODELMETADATARESPONSE_TENSORMETADATA']._serialized_start=614
-  _globals['_MODELMETADATARESPONSE_TENSORMETADATA']._serialized_end=677
-  _globals['_INFERPARAMETER']._serialized_start=680
-  _globals['_INFERPARAMETER']._serialized_end=833
-  _globals['_INFERTENSORCONTENTS']._serialized_start=836
-  _globals['_INFERTENSORCONTENTS']._serialized_end=1044
-  _globals['_MODELINFERREQUEST']._serialized_start=1047
-  _globals['_MODELINFERREQUEST']._serialized_end=1952
-  _globals['_MODELINFERREQUEST_INFERINPUTTENSOR']._serialized_start=1364
-  _globals['_MODELINFERREQUEST_INFERINPUTTENSOR']._serialized_end=1649
-  _globals['_MODELINFERREQUEST_INFERINPUTTENSOR_PARAMETERSENTRY']._serialized_start=1570
-  _globals['_MODELINFERREQUEST_INFERINPUTTENSOR_PARAMETERSENTRY']._serialized_end=1649
-  _globals['_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR']._serialized_start=1652
-  _globals['_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR']._serialized_end=1871
-  _globals['_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY']._serialized_start=1570
-  _globals['_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY']._serialized_end=1649
-  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._serialized_start=1570
-  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._serialized_end=1649
-  _globals['_MODELINFERRESPONSE']._serialized_start=1955
-  _globals['_MODELINFERRESPONSE']._serialized_end=2570
-  _globals['_MODELINFERRESPONSE_INFEROUTPUTTENSOR']._serialized_start=2201
-  _globals['_MODELINFERRESPONSE_INFEROUTPUTTENSOR']._serialized_end=2489
-  _globals['_MODELINFERRESPONSE_INFEROUTPUTTENSOR_PARAMETERSENTRY']._serialized_start=1570
-  _globals['_MODELINFERRESPONSE_INFEROUTPUTTENSOR_PARAMETERSENTRY']._serialized_end=1649
-  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._serialized_start=1570
-  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._serialized_end=1649
-  _globals['_MODELSTREAMINFERRESPONSE']._serialized_start=2572
-  _globals['_MODELSTREAMINFERRESPONSE']._serialized_end=2679
+  _globals['_MODELMETADATARESPONSE']._serialized_end=1001
+  _globals['_MODELMETADATARESPONSE_TENSORMETADATA']._serialized_start=688
+  _globals['_MODELMETADATARESPONSE_TENSORMETADATA']._serialized_end=920
+  _globals['_MODELMETADATARESPONSE_TENSORMETADATA_PARAMETERSENTRY']._serialized_start=841
+  _globals['_MODELMETADATARESPONSE_TENSORMETADATA_PARAMETERSENTRY']._serialized_end=920
+  _globals['_MODELMETADATARESPONSE_PARAMETERSENTRY']._serialized_start=841
+  _globals['_MODELMETADATARESPONSE_PARAMETERSENTRY']._serialized_end=920
+  _globals['_INFERPARAMETER']._serialized_start=1004
+  _globals['_INFERPARAMETER']._serialized_end=1157
+  _globals['_INFERTENSORCONTENTS']._serialized_start=1160
+  _globals['_INFERTENSORCONTENTS']._serialized_end=1368
+  _globals['_MODELINFERREQUEST']._serialized_start=1371
+  _globals['_MODELINFERREQUEST']._serialized_end=2276
+  _globals['_MODELINFERREQUEST_INFERINPUTTENSOR']._serialized_start=1688
+  _globals['_MODELINFERREQUEST_INFERINPUTTENSOR']._serialized_end=1973
+  _globals['_MODELINFERREQUEST_INFERINPUTTENSOR_PARAMETERSENTRY']._serialized_start=841
+  _globals['_MODELINFERREQUEST_INFERINPUTTENSOR_PARAMETERSENTRY']._serialized_end=920
+  _globals['_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR']._serialized_start=1976
+  _globals['_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR']._serialized_end=2195
+  _globals['_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY']._serialized_start=841
+  _globals['_MODELINFERREQUEST_INFERREQUESTEDOUTPUTTENSOR_PARAMETERSENTRY']._serialized_end=920
+  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._serialized_start=841
+  _globals['_MODELINFERREQUEST_PARAMETERSENTRY']._serialized_end=920
+  _globals['_MODELINFERRESPONSE']._serialized_start=2279
+  _globals['_MODELINFERRESPONSE']._serialized_end=2894
+  _globals['_MODELINFERRESPONSE_INFEROUTPUTTENSOR']._serialized_start=2525
+  _globals['_MODELINFERRESPONSE_INFEROUTPUTTENSOR']._serialized_end=2813
+  _globals['_MODELINFERRESPONSE_INFEROUTPUTTENSOR_PARAMETERSENTRY']._serialized_start=841
+  _globals['_MODELINFERRESPONSE_INFEROUTPUTTENSOR_PARAMETERSENTRY']._serialized_end=920
+  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._serialized_start=841
+  _globals['_MODELINFERRESPONSE_PARAMETERSENTRY']._serialized_end=920
+  _globals['_MODELSTREAMINFERRESPONSE']._serialized_start=2896
+  _globals['_MODELSTREAMINFERRESPONSE']._serialized_end=3003
 # @@protoc_insertion_point(module_scope)
