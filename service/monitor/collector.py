@@ -1,0 +1,135 @@
+"""Prometheus metrics of the monitor, built from detector state when Prometheus scrapes.
+
+Nothing is set on the hot path: `collect` reads the pipeline's latest readings and counters.
+Labels are bounded by construction: models come from the config and versions past the
+configured limit already fold into `other` in the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from service.monitor.pipeline import MonitorPipeline
+
+_DETECTOR_LABELS = ["model", "version", "signal", "detector"]
+
+
+class MonitorCollector(Collector):
+    """Exports drift scores, thresholds, p-values, OOD ratios, window fill and counters."""
+
+    def __init__(self, pipeline: MonitorPipeline) -> None:
+        self._pipeline = pipeline
+
+    def describe(self) -> Iterator[Metric]:
+        # Families without samples: lets the registry check names without a scrape.
+        return iter(_Families().all())
+
+    def collect(self) -> Iterator[Metric]:
+        f = _Families()
+        for key, r in sorted(self._pipeline.readings().items()):
+            labels = [key.model, key.version, key.source, key.detector]
+            if r.score is not None:
+                f.score.add_metric(labels, r.score)
+            if r.threshold is not None:
+                f.threshold.add_metric(labels, r.threshold)
+            if r.p_value is not None:
+                f.p_value.add_metric(labels, r.p_value)
+            if r.ood_ratio is not None:
+                f.ood.add_metric(labels, r.ood_ratio)
+            f.detected.add_metric(labels, 1.0 if r.drift_detected else 0.0)
+            f.fill.add_metric(labels, r.window_fill)
+        for (model, version, signal), count in sorted(self._pipeline.reference_sizes().items()):
+            f.reference.add_metric([model, version, signal], float(count))
+        for counter, family in (
+            (self._pipeline.signal_errors, f.errors),
+            (self._pipeline.shed_samples, f.shed),
+            (self._pipeline.decode_errors, f.decode),
+            (self._pipeline.observations, f.observed),
+        ):
+            for label_values, value in sorted(counter.counts().items()):
+                family.add_metric(list(label_values), value)
+        f.depth.add_metric([], float(self._pipeline.queue_depth))
+        return iter(f.all())
+
+
+def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels)
+
+
+def _counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=labels)
+
+
+class _Families:
+    """The metric families of one scrape."""
+
+    def __init__(self) -> None:
+        d = _DETECTOR_LABELS
+        self.score = _gauge("outrider_drift_score", "Latest detector statistic.", d)
+        self.threshold = _gauge(
+            "outrider_drift_threshold", "Value the detector statistic is compared with.", d
+        )
+        self.p_value = _gauge("outrider_drift_p_value", "Latest detector p-value.", d)
+        self.detected = _gauge(
+            "outrider_drift_detected",
+            "1 when the detector's latest evaluation signalled drift, else 0.",
+            d,
+        )
+        self.ood = _gauge(
+            "outrider_ood_ratio", "Share of the window's rows flagged out of distribution.", d
+        )
+        self.fill = _gauge(
+            "outrider_window_fill_ratio",
+            "Fraction of the detector's window holding samples (0..1).",
+            d,
+        )
+        self.reference = _gauge(
+            "outrider_reference_samples",
+            "Rows in the signal's reference sample.",
+            ["model", "version", "signal"],
+        )
+        self.errors = _counter(
+            "outrider_signal_errors",
+            "Calls skipped because their tensor did not fit the signal, by reason.",
+            ["model", "signal", "reason"],
+        )
+        self.shed = _counter(
+            "outrider_monitor_shed_samples",
+            "Samples not fed to detectors because the monitor was overloaded.",
+            ["model", "signal"],
+        )
+        self.decode = _counter(
+            "outrider_monitor_decode_errors",
+            "Sampled observations that could not be decoded, by reason.",
+            ["reason"],
+        )
+        self.observed = _counter(
+            "outrider_monitor_observations",
+            "Observations the monitor worker took from its queue, by outcome.",
+            ["outcome"],
+        )
+        self.depth = _gauge(
+            "outrider_monitor_queue_depth", "Observations waiting for the monitor worker.", []
+        )
+
+    def all(self) -> list[Metric]:
+        return [
+            self.score,
+            self.threshold,
+            self.p_value,
+            self.detected,
+            self.ood,
+            self.fill,
+            self.reference,
+            self.errors,
+            self.shed,
+            self.decode,
+            self.observed,
+            self.depth,
+        ]

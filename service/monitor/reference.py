@@ -1,0 +1,349 @@
+"""Reference samples: stored per signal with metadata, built from files or captured live.
+
+A reference lives at `state_dir/references/<model>/<signal>.npz`: a float64 `data` array of
+shape (count, dims) and a JSON `meta` string (model, version, signal, dims, count, created,
+source sha256). Files are written atomically (temp file + rename) and read without pickle.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+
+from service.monitor.embedder import OnnxEmbedder
+from service.monitor.settings import PipelineConfig, SignalSettings
+from service.monitor.signals import SignalError, SignalExtractor
+
+FORMAT_VERSION = 1
+_BUILD_CHUNK_ROWS = 1024
+
+
+class ReferenceError(ValueError):
+    """A reference that cannot be read, built or stored."""
+
+
+class ReferenceMismatch(ReferenceError):
+    """A stored reference that does not fit the configured signal (dims, dtype, name)."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference sample of one signal: (count, dims) float64 rows plus where they came from."""
+
+    model: str
+    version: str
+    signal: str
+    data: np.ndarray
+    created: str
+    source_sha256: str
+
+    @property
+    def dims(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def count(self) -> int:
+        return int(self.data.shape[0])
+
+    def metadata(self) -> dict[str, object]:
+        return {
+            "format": FORMAT_VERSION,
+            "model": self.model,
+            "version": self.version,
+            "signal": self.signal,
+            "dims": self.dims,
+            "count": self.count,
+            "created": self.created,
+            "source_sha256": self.source_sha256,
+        }
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def rows_sha256(data: np.ndarray) -> str:
+    """Checksum of captured rows (used as the `source_sha256` of a live capture)."""
+    return hashlib.sha256(np.ascontiguousarray(data, dtype="<f8").tobytes()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ReferenceStore:
+    """Reads and writes references under `state_dir/references/`."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.root = Path(state_dir) / "references"
+
+    def path(self, model: str, signal: str) -> Path:
+        # Model names come from config but may hold '/' or '..': quote them into one segment.
+        return self.root / quote(model, safe="") / f"{quote(signal, safe='')}.npz"
+
+    def save(self, reference: Reference, path: Path | None = None) -> Path:
+        """Writes atomically; returns the file written."""
+        target = path if path is not None else self.path(reference.model, reference.signal)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            data=np.ascontiguousarray(reference.data, dtype=np.float64),
+            meta=np.array(json.dumps(reference.metadata())),
+        )
+        fd, tmp = tempfile.mkstemp(prefix=".ref-", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(buffer.getvalue())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    def load(self, model: str, signal: str, path: Path | None = None) -> Reference | None:
+        """The stored reference, None when there is none; raises `ReferenceError` if unreadable."""
+        source = path if path is not None else self.path(model, signal)
+        if not source.exists():
+            return None
+        return read_reference(source)
+
+
+def read_reference(path: Path) -> Reference:
+    """Reads one reference file; raises `ReferenceError` naming the file and the problem."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = np.asarray(npz["data"])
+            meta = json.loads(str(npz["meta"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ReferenceError(f"reference {path}: unreadable ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        raise ReferenceError(f"reference {path}: unknown format {meta.get('format')!r}")
+    if data.ndim != 2 or data.dtype != np.float64:
+        raise ReferenceMismatch(
+            f"reference {path}: data must be 2-D float64, got {data.dtype} {list(data.shape)}"
+        )
+    if data.shape[0] == 0 or not np.isfinite(data).all():
+        raise ReferenceError(f"reference {path}: empty or holds NaN/infinite values")
+    try:
+        return Reference(
+            model=str(meta["model"]),
+            version=str(meta["version"]),
+            signal=str(meta["signal"]),
+            data=data,
+            created=str(meta["created"]),
+            source_sha256=str(meta["source_sha256"]),
+        )
+    except KeyError as exc:
+        raise ReferenceError(f"reference {path}: metadata lacks {exc}") from None
+
+
+def expected_dims(settings: SignalSettings, embedder: OnnxEmbedder | None) -> int | None:
+    """The vector length the configured signal will produce, when known before any traffic."""
+    transform = settings.transform
+    if transform.columns is not None:
+        return len(transform.columns)
+    if transform.reshape is not None and transform.reshape[1] > 0:
+        return transform.reshape[1]
+    if embedder is not None:
+        return embedder.dims
+    return None
+
+
+def check_reference(
+    reference: Reference, model: str, settings: SignalSettings, embedder: OnnxEmbedder | None
+) -> None:
+    """Refuses a reference that was built for another signal or has other dims."""
+    if reference.model != model or reference.signal != settings.name:
+        raise ReferenceMismatch(
+            f"signal {model}/{settings.name}: reference was built for "
+            f"{reference.model}/{reference.signal}"
+        )
+    dims = expected_dims(settings, embedder)
+    if dims is not None and dims != reference.dims:
+        raise ReferenceMismatch(
+            f"signal {model}/{settings.name}: reference has {reference.dims} dims, "
+            f"the signal produces {dims}; rebuild it with `outrider reference build`"
+        )
+
+
+def load_source_array(path: Path, tensor: str | None = None) -> np.ndarray:
+    """Raw rows from .npy, .npz (one array, or `data`, or the tensor's name) or .csv."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.asarray(np.load(path, allow_pickle=False))
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as npz:
+                names = list(npz.files)
+                for key in (tensor, "data"):
+                    if key is not None and key in names:
+                        return np.asarray(npz[key])
+                if len(names) == 1:
+                    return np.asarray(npz[names[0]])
+                raise ReferenceError(
+                    f"{path}: several arrays ({', '.join(names)}); name one `data` or "
+                    f"{tensor!r}"
+                )
+        if suffix == ".csv":
+            return _read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise ReferenceError(f"{path}: unreadable ({exc})") from None
+    raise ReferenceError(f"{path}: unsupported file type {suffix!r}; use .npy, .npz or .csv")
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    with path.open(newline="") as fh:
+        rows = [r for r in csv.reader(fh) if r]
+    if not rows:
+        raise ReferenceError(f"{path}: empty CSV")
+    try:
+        [float(x) for x in rows[0]]
+    except ValueError:
+        rows = rows[1:]  # a header line
+    try:
+        return np.array([[float(x) for x in r] for r in rows], dtype=np.float64)
+    except ValueError as exc:
+        raise ReferenceError(f"{path}: non-numeric or ragged CSV ({exc})") from None
+
+
+def find_signal(config: PipelineConfig, qualified: str) -> tuple[str, SignalSettings]:
+    """The (model, signal settings) named `MODEL/SIGNAL`; raises `ReferenceError`."""
+    model, sep, signal = qualified.rpartition("/")
+    if not sep or not model or not signal:
+        raise ReferenceError(f"--signal must be MODEL/SIGNAL, got {qualified!r}")
+    model_settings = config.models.get(model)
+    if model_settings is None:
+        known = ", ".join(sorted(config.models)) or "none"
+        raise ReferenceError(f"model {model!r} is not configured (configured: {known})")
+    for s in model_settings.signals:
+        if s.name == signal:
+            return model, s
+    known = ", ".join(s.name for s in model_settings.signals)
+    raise ReferenceError(f"model {model!r} has no signal {signal!r} (signals: {known})")
+
+
+def build_reference(
+    config: PipelineConfig,
+    signal: str,
+    source_path: Path,
+    *,
+    state_dir: Path,
+    version: str = "",
+    progress: bool = True,
+) -> tuple[Reference, Path]:
+    """Builds and stores the reference of `MODEL/SIGNAL` from a raw file; returns it and its path.
+
+    The file holds the signal's source tensor (rows on the first axis); the signal's
+    transform is applied, and an embedder signal embeds the raw inputs.
+    """
+    model, settings = find_signal(config, signal)
+    embedder = OnnxEmbedder(settings.source.embedder) if settings.source.embedder else None
+    extractor = SignalExtractor(model, settings, embedder=embedder)
+    raw = load_source_array(source_path, settings.source.tensor)
+    if raw.dtype.kind in "SU":
+        raw = np.array([x.encode() if isinstance(x, str) else x for x in raw.ravel()], dtype=object)
+    if raw.ndim == 0 or raw.shape[0] == 0:
+        raise ReferenceError(f"{source_path}: no rows")
+    parts: list[np.ndarray] = []
+    chunks = range(0, raw.shape[0], _BUILD_CHUNK_ROWS)
+    from rich.progress import Progress  # imported here: only the CLI path draws progress
+
+    with Progress(disable=not progress, transient=False) as bar:
+        task = bar.add_task(f"reference {model}/{settings.name}", total=raw.shape[0])
+        for start in chunks:
+            chunk = raw[start : start + _BUILD_CHUNK_ROWS]
+            try:
+                parts.append(extractor.rows_from_tensor(chunk))
+            except SignalError as exc:
+                raise ReferenceError(
+                    f"{source_path}: rows {start}..{start + len(chunk) - 1}: {exc} ({exc.reason})"
+                ) from None
+            bar.update(task, advance=len(chunk))
+    data = np.concatenate(parts, axis=0)
+    reference = Reference(
+        model=model,
+        version=version,
+        signal=settings.name,
+        data=data,
+        created=utc_now_iso(),
+        source_sha256=file_sha256(source_path),
+    )
+    store = ReferenceStore(state_dir)
+    path = store.save(reference, settings.reference.path)
+    return reference, path
+
+
+class ReferenceCapture:
+    """Collects the first `size` live rows of a signal; `done` once full."""
+
+    def __init__(self, model: str, signal: str, size: int) -> None:
+        self.model = model
+        self.signal = signal
+        self.size = size
+        self.version = ""
+        self._parts: list[np.ndarray] = []
+        self._count = 0
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def done(self) -> bool:
+        return self._count >= self.size
+
+    def add(self, rows: np.ndarray, version: str) -> None:
+        if self.done or rows.shape[0] == 0:
+            return
+        if self._parts and rows.shape[1] != self._parts[0].shape[1]:
+            raise SignalError(
+                "wrong_shape",
+                f"rows have {rows.shape[1]} dims, the capture has {self._parts[0].shape[1]}",
+            )
+        if not self.version:
+            self.version = version
+        take = rows[: self.size - self._count]
+        self._parts.append(np.array(take, dtype=np.float64))
+        self._count += take.shape[0]
+
+    def rows(self) -> np.ndarray:
+        if not self._parts:
+            return np.empty((0, 0), dtype=np.float64)
+        return np.concatenate(self._parts, axis=0)
+
+    def reference(self) -> Reference:
+        data = self.rows()
+        return Reference(
+            model=self.model,
+            version=self.version,
+            signal=self.signal,
+            data=data,
+            created=utc_now_iso(),
+            source_sha256=rows_sha256(data),
+        )
+
+    def state_dict(self) -> dict[str, object]:
+        return {"rows": self.rows(), "version": self.version}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        rows = np.asarray(state["rows"], dtype=np.float64)
+        self._parts = [rows[: self.size]] if rows.size else []
+        self._count = int(self._parts[0].shape[0]) if self._parts else 0
+        self.version = str(state.get("version", ""))
