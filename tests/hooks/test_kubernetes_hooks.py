@@ -1,0 +1,317 @@
+"""Kubernetes hooks against the local fake API server, through both client implementations."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from fake_kube_api import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, FakeKubeApi
+from kube_objects import (
+    LAST_APPLIED,
+    NAMESPACE,
+    deployment,
+    history,
+    inference_service,
+    pod_template,
+    replicaset,
+    rollout,
+)
+
+from service.hooks.argo_rollouts import ArgoRolloutsHook
+from service.hooks.build import kubernetes_api_for
+from service.hooks.events import AlertEvent
+from service.hooks.kserve import KServeHook
+from service.hooks.kube_api import KubernetesApi, KubernetesApiError
+from service.hooks.kube_http import HttpKubernetesApi
+from service.hooks.kube_official import OfficialKubernetesApi
+from service.hooks.kubernetes_deployment import KubernetesDeploymentHook
+from service.hooks.settings import (
+    ArgoRolloutsHookSettings,
+    KServeHookSettings,
+    KubernetesConnection,
+    KubernetesDeploymentHookSettings,
+    SecretSource,
+)
+
+TOKEN = "fake-sa-token"
+EVENT = AlertEvent(name="InputDrift", severity="critical", status="firing", model="digits")
+DEPLOYMENT_PATH = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/digits"
+
+#: What ``kubectl rollout undo deployment/digits`` sends for these objects: revision 2's
+#: template without pod-template-hash, and the annotations rebuilt from the Deployment's
+#: bookkeeping ones (revision, last-applied) plus every other annotation of revision 2's
+#: ReplicaSet ("team" survives only because the ReplicaSet has it too).
+EXPECTED_UNDO_PATCH = [
+    {"op": "replace", "path": "/spec/template", "value": pod_template("digits:2")},
+    {
+        "op": "replace",
+        "path": "/metadata/annotations",
+        "value": {
+            "deployment.kubernetes.io/revision": "3",
+            "kubectl.kubernetes.io/last-applied-configuration": LAST_APPLIED,
+            "kubernetes.io/change-cause": "image digits:2",
+            "team": "ml-platform",
+            "outrider.dev/validated": "true",
+        },
+    },
+]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeKubeApi]:
+    server = FakeKubeApi(token=TOKEN)
+    server.put(deployment())
+    for item in history():
+        server.put(item)
+    server.put(rollout())
+    server.put(inference_service())
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def http_client(url: str) -> KubernetesApi:
+    return HttpKubernetesApi(url, token=TOKEN)
+
+
+def official_client(url: str) -> KubernetesApi:
+    kubernetes = pytest.importorskip("kubernetes", reason="extra outrider[k8s] not installed")
+    configuration = kubernetes.client.Configuration(
+        host=url,
+        api_key={"authorization": TOKEN},
+        api_key_prefix={"authorization": "Bearer"},
+    )
+    return OfficialKubernetesApi(kubernetes.client.ApiClient(configuration))
+
+
+CLIENTS = [pytest.param(http_client, id="aiohttp"), pytest.param(official_client, id="official")]
+
+
+def deployment_hook(api: KubernetesApi) -> KubernetesDeploymentHook:
+    settings = KubernetesDeploymentHookSettings(
+        type="kubernetes-deployment", name="undo", namespace=NAMESPACE, deployment="digits"
+    )
+    return KubernetesDeploymentHook(settings, api)
+
+
+@pytest.mark.parametrize("make_client", CLIENTS)
+async def test_rollback_sends_the_patch_kubectl_sends(
+    fake: FakeKubeApi, make_client: Callable[[str], KubernetesApi]
+) -> None:
+    result = await deployment_hook(make_client(fake.url)).fire(EVENT, dry_run=False)
+
+    assert result.outcome == "success"
+    assert result.action == f"roll back deployment {NAMESPACE}/digits to revision 2"
+    assert result.detail["from_revision"] == 3
+    assert result.detail["to_replicaset"] == "digits-7f9c5d6b4"
+    assert len(fake.patches) == 1
+    assert fake.patches[0].path == DEPLOYMENT_PATH
+    assert fake.patches[0].content_type == JSON_PATCH
+    assert fake.patches[0].body == EXPECTED_UNDO_PATCH
+    # The selector-based list was used, as kubectl does.
+    assert ("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/replicasets?labelSelector=app%3Ddigits"
+            ) in fake.requests
+    stored = fake.get("apps", "v1", NAMESPACE, "deployments", "digits")
+    assert stored["spec"]["template"]["spec"]["containers"][0]["image"] == "digits:2"
+    assert stored["metadata"]["generation"] == 4
+
+
+@pytest.mark.parametrize("make_client", CLIENTS)
+async def test_rollback_already_done_is_a_noop(
+    fake: FakeKubeApi, make_client: Callable[[str], KubernetesApi]
+) -> None:
+    hook = deployment_hook(make_client(fake.url))
+    first = await hook.fire(EVENT, dry_run=False)
+    second = await hook.fire(EVENT, dry_run=False)
+
+    assert (first.outcome, second.outcome) == ("success", "noop")
+    assert second.detail["reason"] == "current template already matches revision 2"
+    assert len(fake.patches) == 1
+
+
+async def test_paused_deployment_is_refused(fake: FakeKubeApi) -> None:
+    fake.put(deployment(paused=True))
+    result = await deployment_hook(http_client(fake.url)).fire(EVENT, dry_run=False)
+
+    assert result.outcome == "refused"
+    assert result.detail["reason"] == (
+        "deployment 'digits' is paused; resume it before rolling back"
+    )
+    assert fake.patches == []
+
+
+async def test_no_previous_revision_fails_without_patching(fake: FakeKubeApi) -> None:
+    for name in ("digits-6d4b7c9f8", "digits-7f9c5d6b4"):
+        del fake.objects[("apps", "v1", NAMESPACE, "replicasets", name)]
+    result = await deployment_hook(http_client(fake.url)).fire(EVENT, dry_run=False)
+
+    assert result.outcome == "failed"
+    assert result.detail["error"] == "no rollout history found for deployment 'digits'"
+    assert fake.patches == []
+
+
+async def test_dry_run_reports_the_patch_and_sends_nothing(fake: FakeKubeApi) -> None:
+    result = await deployment_hook(http_client(fake.url)).fire(EVENT, dry_run=True)
+
+    assert result.outcome == "dry_run"
+    assert result.detail["patch"] == EXPECTED_UNDO_PATCH
+    assert fake.patches == []
+
+
+async def test_wrong_token_is_a_recorded_failure(fake: FakeKubeApi) -> None:
+    api = HttpKubernetesApi(fake.url, token="wrong")
+    result = await deployment_hook(api).fire(EVENT, dry_run=False)
+
+    assert result.outcome == "failed"
+    assert result.detail["error"] == "401 Unauthorized: Unauthorized"
+
+
+async def test_unreachable_api_server_is_a_recorded_failure() -> None:
+    api = HttpKubernetesApi("http://127.0.0.1:9", token=TOKEN, timeout_seconds=2)
+    result = await deployment_hook(api).fire(EVENT, dry_run=False)
+
+    assert result.outcome == "failed"
+    assert result.detail["error"].startswith("0 Unreachable: GET http://127.0.0.1:9/apis/apps/")
+
+
+def argo_hook(api: KubernetesApi) -> ArgoRolloutsHook:
+    settings = ArgoRolloutsHookSettings(
+        type="argo-rollouts", name="abort", namespace=NAMESPACE, rollout="digits"
+    )
+    return ArgoRolloutsHook(settings, api)
+
+
+@pytest.mark.parametrize("make_client", CLIENTS)
+async def test_argo_abort_merge_patches_the_status_subresource(
+    fake: FakeKubeApi, make_client: Callable[[str], KubernetesApi]
+) -> None:
+    hook = argo_hook(make_client(fake.url))
+    first = await hook.fire(EVENT, dry_run=False)
+    second = await hook.fire(EVENT, dry_run=False)
+
+    assert (first.outcome, second.outcome) == ("success", "noop")
+    assert [(p.path, p.content_type, p.body) for p in fake.patches] == [
+        (
+            f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/rollouts/digits/status",
+            MERGE_PATCH,
+            {"status": {"abort": True}},
+        )
+    ]
+    stored = fake.get("argoproj.io", "v1alpha1", NAMESPACE, "rollouts", "digits")
+    assert stored["status"] == {
+        "phase": "Paused", "currentStepIndex": 1, "stableRS": "7f9c5d6b4", "abort": True
+    }
+
+
+async def test_argo_already_aborted_is_a_noop(fake: FakeKubeApi) -> None:
+    fake.put(rollout(aborted=True))
+    result = await argo_hook(http_client(fake.url)).fire(EVENT, dry_run=False)
+
+    assert result.outcome == "noop"
+    assert fake.patches == []
+
+
+def kserve_hook(api: KubernetesApi) -> KServeHook:
+    settings = KServeHookSettings(
+        type="kserve", name="canary-off", namespace=NAMESPACE, inference_service="digits"
+    )
+    return KServeHook(settings, api)
+
+
+@pytest.mark.parametrize("make_client", CLIENTS)
+async def test_kserve_sets_canary_traffic_to_zero(
+    fake: FakeKubeApi, make_client: Callable[[str], KubernetesApi]
+) -> None:
+    hook = kserve_hook(make_client(fake.url))
+    first = await hook.fire(EVENT, dry_run=False)
+    second = await hook.fire(EVENT, dry_run=False)
+
+    assert (first.outcome, second.outcome) == ("success", "noop")
+    assert first.detail["previous_canary_traffic_percent"] == 10
+    assert [(p.path, p.content_type, p.body) for p in fake.patches] == [
+        (
+            f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices/digits",
+            MERGE_PATCH,
+            {"spec": {"predictor": {"canaryTrafficPercent": 0}}},
+        )
+    ]
+    stored = fake.get("serving.kserve.io", "v1beta1", NAMESPACE, "inferenceservices", "digits")
+    assert stored["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert stored["spec"]["predictor"]["model"]["storageUri"] == "s3://models/digits/3"
+
+
+async def test_missing_object_is_a_recorded_failure(fake: FakeKubeApi) -> None:
+    del fake.objects[("serving.kserve.io", "v1beta1", NAMESPACE, "inferenceservices", "digits")]
+    result = await kserve_hook(http_client(fake.url)).fire(EVENT, dry_run=False)
+
+    assert result.outcome == "failed"
+    assert result.detail["error"] == (
+        '404 NotFound: inferenceservices.serving.kserve.io "digits" not found'
+    )
+
+
+def test_connection_with_api_url_uses_the_http_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBE_TOKEN_FOR_TEST", "t0k")
+    api = kubernetes_api_for(
+        KubernetesConnection(api_url="https://10.0.0.1:6443",
+                             token=SecretSource(env="KUBE_TOKEN_FOR_TEST"))
+    )
+    assert isinstance(api, HttpKubernetesApi)
+    assert api._headers()["Authorization"] == "Bearer t0k"
+
+
+# -- the fake is only useful if it is as strict as the real API server ----------------------
+
+
+async def _raw_patch(url: str, path: str, body: Any, content_type: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session, session.patch(
+        url + path, json=body,
+        headers={"Content-Type": content_type, "Authorization": f"Bearer {TOKEN}"},
+    ) as response:
+        return response.status, await response.json()
+
+
+async def test_fake_rejects_strategic_merge_on_custom_resources(fake: FakeKubeApi) -> None:
+    status, body = await _raw_patch(
+        fake.url, f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/rollouts/digits/status",
+        {"status": {"abort": True}}, STRATEGIC_MERGE_PATCH,
+    )
+    assert (status, body["kind"], body["reason"]) == (415, "Status", "UnsupportedMediaType")
+
+
+async def test_fake_ignores_status_sent_to_the_main_resource(fake: FakeKubeApi) -> None:
+    status, body = await _raw_patch(
+        fake.url, f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/rollouts/digits",
+        {"status": {"abort": True}}, MERGE_PATCH,
+    )
+    assert status == 200
+    assert "abort" not in body["status"]
+
+
+async def test_fake_fails_json_patch_replace_of_a_missing_path(fake: FakeKubeApi) -> None:
+    status, body = await _raw_patch(
+        fake.url, DEPLOYMENT_PATH,
+        [{"op": "replace", "path": "/spec/nothing", "value": 1}], JSON_PATCH,
+    )
+    assert (status, body["reason"]) == (422, "Invalid")
+
+
+async def test_client_raises_typed_error_on_status(fake: FakeKubeApi) -> None:
+    api = HttpKubernetesApi(fake.url, token=TOKEN)
+    with pytest.raises(KubernetesApiError) as caught:
+        await api.patch(DEPLOYMENT_PATH, {"spec": {}}, content_type="application/json")
+    assert caught.value.status == 415
+    assert caught.value.reason == "UnsupportedMediaType"
+
+
+def test_look_alike_replicaset_with_unparsable_revision_is_ignored() -> None:
+    from service.hooks.deployment_rollback import plan_rollback
+
+    objects = history() + [
+        replicaset("digits-bad", revision=0, image="digits:x", pod_hash="bad",
+                   extra_annotations={"deployment.kubernetes.io/revision": "not-a-number"})
+    ]
+    plan = plan_rollback(deployment(), objects)
+    assert (plan.kind, plan.to_revision, plan.to_replicaset) == ("patch", 2, "digits-7f9c5d6b4")
