@@ -26,11 +26,13 @@ class ThrottledCounter:
         label_names: tuple[str, ...],
         *,
         interval: float = 60.0,
+        log: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.event = event
         self.label_names = label_names
         self.interval = interval
+        self.log = log
         self._clock = clock
         self._counts: dict[LabelKey, float] = {}
         self._last_logged: dict[LabelKey, float] = {}
@@ -44,7 +46,7 @@ class ThrottledCounter:
         with self._lock:
             self._counts[labels] = self._counts.get(labels, 0.0) + amount
             last = self._last_logged.get(labels)
-            should_log = last is None or now - last >= self.interval
+            should_log = self.log and (last is None or now - last >= self.interval)
             if should_log:
                 self._last_logged[labels] = now
             total = self._counts[labels]

@@ -9,6 +9,7 @@ a signal's rate limit and observations that waited longer than `max_lag_seconds`
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import defaultdict, deque
@@ -67,6 +68,25 @@ class _Stream:
         self.recent_pos = int((self.recent_pos + rows.shape[0]) % capacity)
         self.recent_count = min(capacity, self.recent_count + rows.shape[0])
         self.example_ids.extend(i for i in ids if i)
+
+    def evidence_state(self) -> dict[str, Any]:
+        return {
+            "recent": self.recent[: self.recent_count].copy()
+            if self.recent_count < self.recent.shape[0]
+            else np.roll(self.recent, -self.recent_pos, axis=0),
+            "example_ids": json.dumps(list(self.example_ids)),
+        }
+
+    def load_evidence_state(self, state: Mapping[str, Any]) -> None:
+        recent = np.asarray(state["recent"], dtype=np.float64)
+        ids = json.loads(str(state["example_ids"]))
+        if recent.ndim != 2 or recent.shape[1] != self.recent.shape[1]:
+            raise ValueError(f"recent rows have shape {recent.shape}")
+        if not isinstance(ids, list):
+            raise ValueError("example_ids is not a list")
+        self.recent[:] = 0.0
+        self.recent_pos = self.recent_count = 0
+        self.remember(recent, [str(i) for i in ids])
 
 
 class _Signal:
@@ -187,7 +207,7 @@ class MonitorPipeline:
         self.shed_samples = ThrottledCounter("samples_shed", ("model", "signal"), clock=monotonic)
         self.decode_errors = ThrottledCounter("decode_error", ("reason",), clock=monotonic)
         self.observations = ThrottledCounter(
-            "observation", ("outcome",), interval=float("inf"), clock=monotonic
+            "observation", ("outcome",), log=False, clock=monotonic
         )
         self._queue: deque[tuple[float, RpcObservation]] = deque()
         self._queue_lock = threading.Lock()
@@ -511,6 +531,7 @@ class MonitorPipeline:
         """Detector states, time windows, partial captures and version labels (no pickle)."""
         with self._state_lock:
             streams: dict[str, Any] = {}
+            evidence: dict[str, Any] = {}
             captures: dict[str, Any] = {}
             for model, signals in self._signals.items():
                 for signal in signals:
@@ -521,6 +542,12 @@ class MonitorPipeline:
                             **signal.capture.state_dict(),
                         }
                     for version, stream in signal.streams.items():
+                        evidence[str(len(evidence))] = {
+                            "model": model,
+                            "version": version,
+                            "signal": signal.name,
+                            **stream.evidence_state(),
+                        }
                         for label, detector in stream.detectors.items():
                             streams[str(len(streams))] = {
                                 "model": model,
@@ -534,6 +561,7 @@ class MonitorPipeline:
                 "format_version": STATE_FORMAT_VERSION,
                 "streams": streams,
                 "captures": captures,
+                "evidence": evidence,
                 "versions": self._versions.state_dict(),
             }
 
@@ -590,6 +618,15 @@ class MonitorPipeline:
                     skipped.append(f"{what}: {exc}")
                     # A failed load may have changed part of the detector: start it fresh.
                     stream.detectors[label] = signal.build(label)
+            for entry in state.get("evidence", {}).values():
+                signal = self._find(str(entry.get("model")), str(entry.get("signal")))
+                evidence_of = signal.streams.get(str(entry.get("version"))) if signal else None
+                if evidence_of is None:
+                    continue  # evidence of a stream with no restored detector: not needed
+                try:
+                    evidence_of.load_evidence_state(entry)
+                except (KeyError, TypeError, ValueError) as exc:
+                    skipped.append(f"evidence {entry.get('model')}/{entry.get('signal')}: {exc}")
         for reason in skipped:
             _log.warning("checkpoint_entry_skipped", reason=reason)
         return skipped
