@@ -269,6 +269,8 @@ class HookDispatcher:
 
         result = await self._call_hook(configured, event, phase)
         if result is None:
+            # The hook has nothing to do in this phase: nothing happened, nothing to dedupe.
+            self._done.pop(key, None)
             return None
         detail = {**context, **dict(result.detail)}
         self._actions.labels(hook=name, outcome=result.outcome).inc()
