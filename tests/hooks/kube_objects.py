@@ -42,7 +42,9 @@ def pod_template(image: str, *, pod_hash: str | None = None) -> dict[str, Any]:
     }
 
 
-def deployment(*, image: str = "digits:3", revision: int = 3, paused: bool = False) -> dict[str, Any]:
+def deployment(
+    *, image: str = "digits:3", revision: int = 3, paused: bool = False
+) -> dict[str, Any]:
     """The Deployment, currently at ``revision`` running ``image``."""
     spec: dict[str, Any] = {
         "replicas": 2,
