@@ -1,0 +1,1 @@
+"""Test support: real peers (MLServer) started as subprocesses, free ports."""
