@@ -1,0 +1,97 @@
+"""Incident plots: a PNG of a stream's score and threshold around the time an alert fired.
+
+Rendered with matplotlib's object API on the Agg canvas (no pyplot global state), so it is
+safe from the monitor's worker thread and needs no display.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import DateFormatter, date2num
+from matplotlib.figure import Figure
+
+from service.monitor.reading_history import ReadingSeries
+
+# Matplotlib's date axis counts days from its epoch; Unix seconds map onto it linearly.
+_UNIX_EPOCH_DAYS = float(
+    date2num(datetime(1970, 1, 1, tzinfo=timezone.utc))  # type: ignore[no-untyped-call]
+)
+
+
+def _days(timestamps: np.ndarray | float) -> np.ndarray:
+    return np.asarray(timestamps, dtype=np.float64) / 86400.0 + _UNIX_EPOCH_DAYS
+
+
+def render_incident_plot(
+    path: str | os.PathLike[str],
+    series: ReadingSeries,
+    *,
+    title: str,
+    fired_at: float,
+    active_since: float | None = None,
+    ended_at: float | None = None,
+    rule_limit: float | None = None,
+) -> Path:
+    """Draw `series` (score, threshold, flagged points) with the alert's times marked.
+
+    `active_since` marks when the condition started holding (pending), `fired_at` when the
+    alert fired, `ended_at` when it resolved, `rule_limit` a fixed limit from the rule (e.g.
+    `score_above`). The PNG is written to a temp file and renamed, so a reader never sees a
+    half-written plot. Returns the path.
+    """
+    target = Path(path)
+    probe = series.kind == "probe"
+    figure = Figure(figsize=(9.0, 4.0), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    if len(series):
+        times = _days(series.timestamp)
+        axes.plot(times, series.score, color="tab:blue", linewidth=1.4,
+                  label="accuracy" if probe else "score")
+        if not np.all(np.isnan(series.threshold)):
+            axes.step(times, series.threshold, where="post", color="tab:gray", linestyle="--",
+                      linewidth=1.2, label="baseline accuracy" if probe else "threshold")
+        flagged = series.flagged & ~np.isnan(series.score)
+        if flagged.any():
+            axes.scatter(_days(series.timestamp[flagged]), series.score[flagged], s=12,
+                         color="tab:red", zorder=3,
+                         label="regression" if probe else "drift detected")
+    else:
+        axes.text(0.5, 0.5, "no readings recorded around this incident", ha="center",
+                  va="center", transform=axes.transAxes, color="tab:gray")
+    if rule_limit is not None:
+        axes.axhline(rule_limit, color="tab:purple", linestyle=":", linewidth=1.2,
+                     label=f"rule limit {rule_limit:g}")
+    if active_since is not None and active_since < fired_at:
+        axes.axvline(float(_days(active_since)), color="tab:orange", linestyle=":",
+                     linewidth=1.2, label="pending")
+    axes.axvline(float(_days(fired_at)), color="tab:red", linewidth=1.5,
+                 label="firing")
+    if ended_at is not None:
+        axes.axvline(float(_days(ended_at)), color="tab:green", linewidth=1.5,
+                     label="resolved")
+    axes.xaxis_date(timezone.utc)
+    axes.xaxis.set_major_formatter(
+        DateFormatter("%H:%M:%S", tz=timezone.utc)  # type: ignore[no-untyped-call]
+    )
+    axes.set_xlabel("time (UTC)")
+    axes.set_ylabel("accuracy" if probe else "score")
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left", fontsize=8)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f"{target.name}.tmp-", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            figure.savefig(file, format="png")
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return target
