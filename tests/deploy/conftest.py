@@ -9,10 +9,12 @@ from deploy_contract import tool_path
 @pytest.fixture(scope="session")
 def promtool() -> str:
     """promtool from Debian's `prometheus` package."""
-    return tool_path("promtool")
+    path: str = tool_path("promtool")
+    return path
 
 
 @pytest.fixture(scope="session")
 def amtool() -> str:
     """amtool from Debian's `prometheus-alertmanager` package."""
-    return tool_path("amtool")
+    path: str = tool_path("amtool")
+    return path

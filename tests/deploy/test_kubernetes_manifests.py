@@ -1,0 +1,157 @@
+"""Kustomize manifests and rollout-analysis examples in deploy/kubernetes/."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from deploy_contract import DEPLOY_DIR, REPO_ROOT, exported_series_names, run_tool
+
+KUSTOMIZE_DIRS = sorted(
+    path.parent for path in (DEPLOY_DIR / "kubernetes").rglob("kustomization.yaml")
+)
+ROLLBACK_RULES = [
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
+    {"apiGroups": ["argoproj.io"], "resources": ["rollouts", "rollouts/status"],
+     "verbs": ["get", "patch"]},
+    {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
+     "verbs": ["get", "patch"]},
+]
+# Argo ({{args.x}}) and Flagger ({{ target }}) placeholders, filled before promtool parses.
+_TEMPLATE = re.compile(r"\{\{\s*(args\.[\w-]+|\w+)\s*\}\}")
+_OUTRIDER = re.compile(r"\boutrider_\w+")
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _kustomize(directory: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed (Debian: kubernetes-client)")
+    result = run_tool([kubectl, "kustomize", str(directory)])
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def test_the_three_kustomizations_exist() -> None:
+    assert [path.name for path in KUSTOMIZE_DIRS] == ["argo-rollouts", "base", "flagger"]
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZE_DIRS, ids=lambda path: path.name)
+def test_every_listed_resource_and_generated_file_exists(directory: Path) -> None:
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    for resource in kustomization["resources"]:
+        assert (directory / resource).is_file(), f"{directory.name}: missing {resource}"
+    for generator in kustomization.get("configMapGenerator", []):
+        for entry in generator["files"]:
+            assert (directory / entry.split("=")[-1]).is_file(), entry
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZE_DIRS, ids=lambda path: path.name)
+def test_kubectl_kustomize_builds(directory: Path) -> None:
+    kinds = sorted(doc["kind"] for doc in _kustomize(directory))
+    expected = {
+        "base": ["ConfigMap", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount",
+                 "ServiceMonitor"],
+        "argo-rollouts": ["AnalysisTemplate"],
+        "flagger": ["Canary", "MetricTemplate", "MetricTemplate", "MetricTemplate"],
+    }[directory.name]
+    assert kinds == expected
+
+
+def test_base_pod_runs_outrider_beside_the_model_server_locked_down() -> None:
+    docs = {doc["kind"]: doc for doc in _documents(DEPLOY_DIR / "kubernetes/base/deployment.yaml")}
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "outrider"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    containers = {c["name"]: c for c in pod["containers"]}
+    assert list(containers) == ["model-server", "outrider"]
+    assert "--port=8000" in containers["model-server"]["args"]
+    assert "--host=127.0.0.1" in containers["model-server"]["args"]
+    outrider = containers["outrider"]
+    assert outrider["args"] == ["serve", "--config", "/etc/outrider/config.yaml"]
+    assert {p["name"]: p["containerPort"] for p in outrider["ports"]} == {
+        "grpc": 8001, "admin": 8081,
+    }
+    for container in containers.values():
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_rbac_is_exactly_what_the_rollback_hooks_need() -> None:
+    docs = {doc["kind"]: doc for doc in _documents(DEPLOY_DIR / "kubernetes/base/rbac.yaml")}
+    assert docs["Role"]["rules"] == ROLLBACK_RULES
+    assert docs["RoleBinding"]["subjects"] == [{"kind": "ServiceAccount", "name": "outrider"}]
+
+
+def test_service_monitor_names_the_job_the_alert_rules_expect() -> None:
+    (monitor,) = _documents(DEPLOY_DIR / "kubernetes/base/servicemonitor.yaml")
+    (service,) = _documents(DEPLOY_DIR / "kubernetes/base/service.yaml")
+    assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "outrider"
+    for key, value in monitor["spec"]["selector"]["matchLabels"].items():
+        assert service["metadata"]["labels"][key] == value
+    assert monitor["spec"]["endpoints"][0]["port"] == "admin"
+
+
+def test_outrider_config_passes_outrider_config_check() -> None:
+    config = DEPLOY_DIR / "kubernetes/base/outrider-config.yaml"
+    result = run_tool(
+        [sys.executable, "-c", "import sys; from service.cli import main; "
+         "sys.exit(main(['config', 'check', '--quiet', sys.argv[1]]))", str(config)],
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _analysis_queries() -> list[str]:
+    queries = []
+    (template,) = _documents(DEPLOY_DIR / "kubernetes/argo-rollouts/analysis-template.yaml")
+    for metric in template["spec"]["metrics"]:
+        if "prometheus" in metric["provider"]:
+            queries.append(metric["provider"]["prometheus"]["query"])
+    for doc in _documents(DEPLOY_DIR / "kubernetes/flagger/metric-templates.yaml"):
+        queries.append(doc["spec"]["query"])
+    return queries
+
+
+def test_analysis_queries_parse_and_read_only_exported_metrics(
+    promtool: str, tmp_path: Path
+) -> None:
+    queries = [_TEMPLATE.sub(lambda m: "5m" if m[1] == "interval" else "x", q)
+               for q in _analysis_queries()]
+    assert len(queries) == 6
+    for query in queries:
+        assert set(_OUTRIDER.findall(query)) <= exported_series_names(), query
+    rules = {"groups": [{"name": "analysis", "rules": [
+        {"record": f"analysis:query_{i}:check", "expr": q} for i, q in enumerate(queries)
+    ]}]}
+    rule_file = tmp_path / "analysis.rules.yaml"
+    rule_file.write_text(yaml.safe_dump(rules))
+    result = run_tool([promtool, "check", "rules", str(rule_file)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_flagger_webhooks_call_outriders_endpoints() -> None:
+    (canary,) = [doc for doc in _documents(DEPLOY_DIR / "kubernetes/flagger/canary.yaml")]
+    hooks = {hook["type"]: hook["url"] for hook in canary["spec"]["analysis"]["webhooks"]}
+    assert hooks["rollback"].endswith(":8081/flagger/rollback")
+    assert hooks["confirm-promotion"].endswith(":8081/flagger/confirm-promotion")
+    templates = {m["templateRef"]["name"] for m in canary["spec"]["analysis"]["metrics"]}
+    defined = {doc["metadata"]["name"]
+               for doc in _documents(DEPLOY_DIR / "kubernetes/flagger/metric-templates.yaml")}
+    assert templates == defined
+
+
+def test_argo_web_metric_calls_outriders_endpoint() -> None:
+    (template,) = _documents(DEPLOY_DIR / "kubernetes/argo-rollouts/analysis-template.yaml")
+    (web,) = [m["provider"]["web"] for m in template["spec"]["metrics"] if "web" in m["provider"]]
+    assert web["url"].startswith("http://{{args.outrider-service}}:8081/argo/metric?model=")
+    assert web["jsonPath"] == "{$.ok}"
