@@ -1,0 +1,160 @@
+"""outrider's one typed settings model: YAML file, then `OUTRIDER_` environment overrides.
+
+Built once in `main` and passed down; no other module reads the environment or the file.
+Unknown keys are errors, and `outrider config check FILE` names every error by its path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from service.dataplane.settings import DataplaneSettings
+
+
+class AdminSettings(BaseModel):
+    """The admin HTTP server: /metrics, /healthz, /readyz, incidents and inbound webhooks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(
+        default="127.0.0.1",
+        description="Bind address. Anything but loopback makes mutating endpoints need a token.",
+    )
+    port: int = Field(default=8081, ge=0, le=65535, description="Bind port (0 picks one).")
+    token_env: str | None = Field(
+        default="OUTRIDER_ADMIN_TOKEN",
+        description="Environment variable holding the bearer token for mutating endpoints.",
+    )
+    token_file: Path | None = Field(
+        default=None, description="File holding the bearer token (wins over token_env)."
+    )
+
+    @property
+    def loopback_only(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+class LoggingSettings(BaseModel):
+    """Structured logs: JSON lines for machines, a readable console for people."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level written."
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: console on a TTY, JSON lines otherwise."
+    )
+    log_payloads: bool = Field(
+        default=False, description="Include request payloads in logs and incidents (off: privacy)."
+    )
+
+
+class CheckpointSettings(BaseModel):
+    """How often detector and alert state is written to the state directory."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interval_seconds: float = Field(
+        default=30.0, gt=0, description="A kill -9 loses at most this much detector state."
+    )
+
+
+class OutriderSettings(BaseSettings):
+    """The whole configuration of one outrider sidecar."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OUTRIDER_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+    )
+
+    state_dir: Path = Field(
+        default=Path("./outrider-state"),
+        description="Incidents (SQLite), references, checkpoints, probe results and plots.",
+    )
+    admin: AdminSettings = Field(default_factory=AdminSettings, description="Admin HTTP server.")
+    logging: LoggingSettings = Field(default_factory=LoggingSettings, description="Logging.")
+    dataplane: DataplaneSettings = Field(
+        default_factory=DataplaneSettings, description="The relay and its passive tap."
+    )
+    checkpoints: CheckpointSettings = Field(
+        default_factory=CheckpointSettings, description="Detector state checkpoints."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (which arrives as init arguments).
+        return (env_settings, init_settings)
+
+
+class ConfigError(Exception):
+    """An unreadable or invalid configuration; `errors` lists `path: message` lines."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        super().__init__(f"{source}: {len(errors)} error(s)\n" + "\n".join(errors))
+        self.source = source
+        self.errors = errors
+
+
+def error_path(location: tuple[int | str, ...]) -> str:
+    """Pydantic's error location as a path a person can follow: `models[0].signals[1].tensor`."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(root)"
+
+
+def _describe(error: Any) -> str:
+    message = str(error["msg"])
+    if error["type"] == "missing":
+        message = "field required"
+    elif error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{error_path(tuple(error['loc']))}: {message}"
+
+
+def load_settings(path: Path | None) -> OutriderSettings:
+    """Reads YAML (or only defaults and environment when `path` is None) and validates it."""
+    data: Any = {}
+    source = str(path) if path else "defaults"
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(source, [f"(file): cannot read: {exc.strerror or exc}"]) from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(source, [f"(file): not valid YAML: {exc}"]) from None
+        if not isinstance(data, dict):
+            raise ConfigError(source, ["(root): the file must hold a mapping of settings"])
+    try:
+        return OutriderSettings(**data)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(e) for e in exc.errors()]) from None
+
+
+def settings_summary(settings: OutriderSettings) -> str:
+    """The normalised settings, as YAML, with every default filled in."""
+    dumped = settings.model_dump(mode="json", by_alias=True)
+    return yaml.safe_dump(dumped, sort_keys=False)

@@ -1,0 +1,49 @@
+"""The command line, run as a user runs it: a subprocess of the installed entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from service.version import __version__
+
+
+def _outrider(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_version() -> None:
+    result = _outrider("version")
+    assert result.returncode == 0
+    assert result.stdout == f"outrider {__version__}\n"
+
+
+def test_config_check_names_every_error_and_fails(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("admin:\n  port: 70000\ndataplane:\n  listen_port: x\n")
+    result = _outrider("config", "check", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{bad}: invalid (2 error(s))",
+        "  admin.port: Input should be less than or equal to 65535",
+        "  dataplane.listen_port: Input should be a valid integer, unable to parse string as an "
+        "integer",
+    ]
+
+
+def test_config_check_prints_a_normalised_summary(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("admin:\n  port: 9001\n")
+    result = _outrider("config", "check", str(good))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{good}: valid\nstate_dir: outrider-state\nadmin:\n")
+    assert "  port: 9001\n" in result.stdout
+
+
+def test_modelserver_refuses_a_missing_model_file(tmp_path: Path) -> None:
+    result = _outrider("modelserver", "--model", str(tmp_path / "absent.onnx"))
+    assert result.returncode == 2
+    assert result.stderr == f"model file not found: {tmp_path / 'absent.onnx'}\n"

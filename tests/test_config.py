@@ -1,0 +1,68 @@
+"""The settings model: YAML, environment overrides, and errors named by their path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.config import ConfigError, error_path, load_settings
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.yaml"))
+
+
+def test_error_path_reads_like_the_config() -> None:
+    assert error_path(("models", 0, "signals", 1, "tensor")) == "models[0].signals[1].tensor"
+    assert error_path(()) == "(root)"
+
+
+def test_every_error_is_named_by_its_path(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "admin:\n  port: -3\n  colour: blue\ndataplane:\n  upstream:\n    port: abc\nbogus: 1\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert info.value.errors == [
+        "admin.port: Input should be greater than or equal to 0",
+        "admin.colour: unknown key",
+        "dataplane.upstream.port: Input should be a valid integer, unable to parse string as an "
+        "integer",
+        "bogus: unknown key",
+    ]
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("admin:\n  port: 9000\n  host: 127.0.0.1\n")
+    monkeypatch.setenv("OUTRIDER_ADMIN__PORT", "9100")
+    settings = load_settings(config)
+    assert settings.admin.port == 9100
+    assert settings.admin.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("- just\n- a list\n", "(root): the file must hold a mapping of settings"),
+     ("admin: [unclosed\n", "(file): not valid YAML")],
+)
+def test_unusable_files_are_refused_clearly(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert info.value.errors[0].startswith(message)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "absent.yaml")
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_examples_are_valid(example: Path) -> None:
+    load_settings(example)
+
+
+def test_there_are_examples() -> None:
+    assert EXAMPLES
