@@ -84,57 +84,79 @@ class AlertTransition:
 
     def evidence(self) -> dict[str, Any]:
         """Detector (or probe) statistics at transition time, for the incident record."""
-        reading = self.reading
-        evidence: dict[str, Any] = {"value": self.instance.value}
-        if isinstance(reading, DetectorReading):
-            evidence.update(
-                detector=reading.detector,
-                signal=reading.signal,
-                read_at=reading.timestamp,
-                drift_detected=reading.drift_detected,
-                score=reading.score,
-                threshold=reading.threshold,
-                p_value=reading.p_value,
-                ood_ratio=reading.ood_ratio,
-                window_fill=reading.window_fill,
-                top_dimensions=[
-                    {"dimension": dim, "statistic": stat} for dim, stat in reading.top_dimensions
-                ],
-                example_request_ids=list(reading.example_request_ids),
-            )
-        elif isinstance(reading, ProbeReading):
-            evidence.update(
-                suite=reading.suite,
-                read_at=reading.timestamp,
-                regression=reading.regression,
-                accuracy=reading.accuracy,
-                baseline_accuracy=reading.baseline_accuracy,
-                p_value=reading.p_value,
-            )
-        return evidence
+        return reading_evidence(self.reading, self.instance.value)
 
     def to_alert_event(
         self, *, incident_id: int | None = None, incident_url: str | None = None
     ) -> AlertEvent | None:
         """The hooks' view of this transition; None for pending and cancelled-pending moves."""
-        if self.to_state not in ("firing", "resolved"):
-            return None
-        instance = self.instance
-        return AlertEvent(
-            name=instance.alert,
-            severity=instance.severity,
-            status="firing" if self.to_state == "firing" else "resolved",
-            model=instance.key.model,
-            version=instance.key.version,
-            labels=instance.labels,
-            annotations=instance.annotations,
-            starts_at=_utc(instance.fired_at if instance.fired_at is not None else self.at),
-            ends_at=_utc(self.at) if self.to_state == "resolved" else None,
-            fingerprint=instance.fingerprint,
-            incident_id=incident_id,
-            incident_url=incident_url,
-            evidence=self.evidence(),
+        if self.to_state == "firing":
+            return alert_event(self.instance, "firing", evidence=self.evidence(),
+                               incident_id=incident_id, incident_url=incident_url)
+        if self.to_state == "resolved":
+            return alert_event(self.instance, "resolved", ends_at=self.at,
+                               evidence=self.evidence(), incident_id=incident_id,
+                               incident_url=incident_url)
+        return None
+
+
+def reading_evidence(reading: Reading | None, value: float | None) -> dict[str, Any]:
+    """What a reading says, as JSON-ready evidence: statistics, top dimensions, request ids."""
+    evidence: dict[str, Any] = {"value": value}
+    if isinstance(reading, DetectorReading):
+        evidence.update(
+            detector=reading.detector,
+            signal=reading.signal,
+            read_at=reading.timestamp,
+            drift_detected=reading.drift_detected,
+            score=reading.score,
+            threshold=reading.threshold,
+            p_value=reading.p_value,
+            ood_ratio=reading.ood_ratio,
+            window_fill=reading.window_fill,
+            top_dimensions=[
+                {"dimension": dim, "statistic": stat} for dim, stat in reading.top_dimensions
+            ],
+            example_request_ids=list(reading.example_request_ids),
         )
+    elif isinstance(reading, ProbeReading):
+        evidence.update(
+            suite=reading.suite,
+            read_at=reading.timestamp,
+            regression=reading.regression,
+            accuracy=reading.accuracy,
+            baseline_accuracy=reading.baseline_accuracy,
+            p_value=reading.p_value,
+        )
+    return evidence
+
+
+def alert_event(
+    instance: AlertInstance,
+    status: Literal["firing", "resolved"],
+    *,
+    ends_at: float | None = None,
+    evidence: Mapping[str, Any] | None = None,
+    incident_id: int | None = None,
+    incident_url: str | None = None,
+) -> AlertEvent:
+    """The one conversion from an in-process alert instance to the hooks' AlertEvent."""
+    started = instance.fired_at if instance.fired_at is not None else instance.active_since
+    return AlertEvent(
+        name=instance.alert,
+        severity=instance.severity,
+        status=status,
+        model=instance.key.model,
+        version=instance.key.version,
+        labels=instance.labels,
+        annotations=instance.annotations,
+        starts_at=_utc(started),
+        ends_at=None if ends_at is None else _utc(ends_at),
+        fingerprint=instance.fingerprint,
+        incident_id=incident_id,
+        incident_url=incident_url,
+        evidence=evidence or {},
+    )
 
 
 def _utc(timestamp: float) -> datetime:
@@ -422,16 +444,29 @@ class AlertEngine(Collector):
 
     def instances(self) -> list[AlertInstance]:
         """Every pending or firing instance, ordered by rule then stream."""
-        with self._lock:
-            return [
-                self._snapshot(name, self._rules[name].settings, key, instance, instance.state,
-                               self._latest.get(key))
-                for (name, key), instance in sorted(self._instances.items())
-            ]
+        return [instance for instance, _ in self._instances_with_readings()]
 
-    def firing(self) -> list[AlertInstance]:
-        """The currently firing instances (what Flagger/Argo gates and /alerts report)."""
-        return [instance for instance in self.instances() if instance.state == "firing"]
+    def firing(self) -> list[AlertEvent]:
+        """The firing instances as hook events (what the Flagger/Argo gates read).
+
+        Their evidence is what the stream's latest reading says now.
+        """
+        return [
+            alert_event(instance, "firing", evidence=reading_evidence(reading, instance.value))
+            for instance, reading in self._instances_with_readings()
+            if instance.state == "firing"
+        ]
+
+    def _instances_with_readings(self) -> list[tuple[AlertInstance, Reading | None]]:
+        with self._lock:
+            pairs = []
+            for (name, key), instance in sorted(self._instances.items()):
+                reading = self._latest.get(key)
+                snapshot = self._snapshot(
+                    name, self._rules[name].settings, key, instance, instance.state, reading
+                )
+                pairs.append((snapshot, reading))
+            return pairs
 
     def describe(self) -> Iterable[Metric]:
         """The metric family this collector exports, without reading state."""

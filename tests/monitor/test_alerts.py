@@ -273,9 +273,11 @@ def test_one_instance_per_stream_and_one_gauge_series_per_model() -> None:
            reading(False, model="vit"))
     assert h.step(10.0, reading(False, version="2", at=10.0)) == ["firing", "inactive", "firing"]
     assert len(h.engine.instances()) == 2
-    assert [(i.key.model, i.key.version) for i in h.engine.firing()] == [
-        ("bert", "1"), ("resnet", "1")
+    assert [(e.name, e.status, e.model, e.version) for e in h.engine.firing()] == [
+        ("Drift", "firing", "bert", "1"), ("Drift", "firing", "resnet", "1")
     ]
+    # Evidence of a firing alert is what its stream's latest reading says now.
+    assert h.engine.firing()[1].evidence["example_request_ids"] == ["req-1", "req-2"]
     samples = [
         (s.labels["model"], s.value)
         for metric in h.registry.collect() if metric.name == "outrider_alert_state"
@@ -392,7 +394,13 @@ def test_state_dict_round_trip_keeps_states_and_clocks() -> None:
     second.engine.load_state_dict(state)
     assert second.gauge() == 2.0
     assert second.gauge(alert="Score") == 1.0
-    assert [(i.alert, i.fired_at) for i in second.engine.firing()] == [("Drift", 30.0)]
+    assert [(i.alert, i.state, i.fired_at) for i in second.engine.instances()] == [
+        ("Drift", "firing", 30.0), ("Score", "pending", None)
+    ]
+    [event] = second.engine.firing()
+    assert (event.name, event.starts_at) == ("Drift", datetime(1970, 1, 1, 0, 0, 30,
+                                                               tzinfo=timezone.utc))
+    assert dict(event.evidence) == {"value": 0.5}  # no reading since the restart
     # No reading yet after the restart: instances hold their state.
     assert second.step(90.0) == []
     # Score (score 0.5 > 0.3) has been pending since the restored active_since 0: >= 1m.

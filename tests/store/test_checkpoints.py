@@ -196,8 +196,10 @@ def test_alert_engine_state_survives_a_checkpoint(tmp_path: Path) -> None:
     assert loaded is not None
     second = AlertEngine([rule], registry=None, on_transition=lambda t: None)
     second.load_state_dict(loaded)
-    assert second.firing() == first.firing()
-    assert [(i.alert, i.fired_at, i.value) for i in second.firing()] == [("Drift", 10.0, 0.5)]
+    assert second.instances() == first.instances()
+    assert [(i.alert, i.state, i.fired_at, i.value) for i in second.instances()] == [
+        ("Drift", "firing", 10.0, 0.5)
+    ]
 
 
 def test_directory_fsync_failure_is_not_fatal(
