@@ -219,3 +219,24 @@ def test_directory_fsync_failure_is_not_fatal(
     store.save("monitor", {"a": 2})
     assert len(calls) == 2
     assert store.load("monitor") == {"a": 2}
+
+
+def test_a_real_detector_resumes_exactly_from_a_checkpoint(tmp_path: Path) -> None:
+    from detectors.rff_mmd_online import RffMmdOnline
+
+    rng = np.random.default_rng(11)
+    reference = rng.normal(size=(300, 4))
+    stream = rng.normal(loc=0.3, size=(200, 4))
+    settings = {"window_size": 20, "n_bootstraps": 100, "n_features": 32, "seed": 5}
+    detector = RffMmdOnline(reference, **settings)
+    detector.update(stream[:100])
+    store = CheckpointStore(tmp_path)
+    store.save("monitor", {"streams": {"0": {"model": "resnet", "state": detector.state_dict()}}})
+    loaded = store.load("monitor")
+    assert loaded is not None
+    resumed = RffMmdOnline(reference, **settings).load_state_dict(loaded["streams"]["0"]["state"])
+    detector.update(stream[100:])
+    resumed.update(stream[100:])
+    assert (resumed.score, resumed.drift_detected, resumed.threshold) == (
+        detector.score, detector.drift_detected, detector.threshold
+    )
