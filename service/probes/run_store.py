@@ -1,0 +1,232 @@
+"""The probe run history: one SQLite table of runs plus the versions seen and the known-good one.
+
+Lives in `state_dir/probes/runs.sqlite` (WAL). Each run keeps its per-probe predictions so a
+later version can be compared with the known-good one on exactly the same probes (paired).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+RunOutcome = Literal["ok", "failed", "refused"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS probe_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    suite TEXT NOT NULL,
+    suite_digest TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    probes INTEGER NOT NULL,
+    accuracy REAL,
+    regression INTEGER,
+    p_value REAL,
+    baseline_version TEXT,
+    error TEXT,
+    predictions BLOB,
+    results TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS probe_runs_lookup
+    ON probe_runs (model, suite, version, outcome, id);
+CREATE TABLE IF NOT EXISTS probe_versions (
+    model TEXT NOT NULL,
+    version TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    regressed_at REAL,
+    PRIMARY KEY (model, version)
+);
+CREATE TABLE IF NOT EXISTS probe_known_good (
+    model TEXT PRIMARY KEY,
+    version TEXT NOT NULL,
+    promoted_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One probe run against one model version (failed runs have no predictions)."""
+
+    model: str
+    version: str
+    suite: str
+    suite_digest: str
+    kind: str
+    started_at: float
+    finished_at: float
+    outcome: RunOutcome
+    probes: int
+    accuracy: float | None = None
+    regression: bool | None = None
+    p_value: float | None = None
+    baseline_version: str | None = None
+    error: str | None = None
+    predictions: np.ndarray | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+
+class RunStore:
+    """SQLite access for probe runs; safe to share between the scheduler's tasks."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def record_run(self, run: RunRecord) -> int:
+        """Stores a run and returns its id."""
+        blob = None
+        if run.predictions is not None:
+            blob = np.ascontiguousarray(run.predictions, dtype="<i4").tobytes()
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO probe_runs (model, version, suite, suite_digest, kind, started_at,"
+                " finished_at, outcome, probes, accuracy, regression, p_value, baseline_version,"
+                " error, predictions, results) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    run.model,
+                    run.version,
+                    run.suite,
+                    run.suite_digest,
+                    run.kind,
+                    run.started_at,
+                    run.finished_at,
+                    run.outcome,
+                    run.probes,
+                    run.accuracy,
+                    None if run.regression is None else int(run.regression),
+                    run.p_value,
+                    run.baseline_version,
+                    run.error,
+                    blob,
+                    json.dumps(run.results, sort_keys=True, default=float),
+                ),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def runs(
+        self, *, model: str | None = None, suite: str | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        """The most recent runs first, optionally for one model and suite."""
+        clauses, params = [], []
+        if model is not None:
+            clauses.append("model = ?")
+            params.append(model)
+        if suite is not None:
+            clauses.append("suite = ?")
+            params.append(suite)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM probe_runs {where} ORDER BY id DESC LIMIT ?", (*params, limit)
+            ).fetchall()
+            names = [d[0] for d in self._db.execute("SELECT * FROM probe_runs LIMIT 0").description]
+        return [self._record(dict(zip(names, row, strict=True))) for row in rows]
+
+    def last_ok_run(self, model: str, suite: str, version: str, digest: str) -> RunRecord | None:
+        """The latest successful run of exactly these probes against `version`."""
+        with self._lock:
+            cursor = self._db.execute(
+                "SELECT * FROM probe_runs WHERE model = ? AND suite = ? AND version = ?"
+                " AND suite_digest = ? AND outcome = 'ok' ORDER BY id DESC LIMIT 1",
+                (model, suite, version, digest),
+            )
+            row = cursor.fetchone()
+            names = [d[0] for d in cursor.description]
+        return None if row is None else self._record(dict(zip(names, row, strict=True)))
+
+    @staticmethod
+    def _record(row: dict[str, Any]) -> RunRecord:
+        blob = row["predictions"]
+        return RunRecord(
+            id=int(row["id"]),
+            model=row["model"],
+            version=row["version"],
+            suite=row["suite"],
+            suite_digest=row["suite_digest"],
+            kind=row["kind"],
+            started_at=float(row["started_at"]),
+            finished_at=float(row["finished_at"]),
+            outcome=row["outcome"],
+            probes=int(row["probes"]),
+            accuracy=row["accuracy"],
+            regression=None if row["regression"] is None else bool(row["regression"]),
+            p_value=row["p_value"],
+            baseline_version=row["baseline_version"],
+            error=row["error"],
+            predictions=None if blob is None else np.frombuffer(blob, dtype="<i4").astype(np.int64),
+            results=json.loads(row["results"]),
+        )
+
+    def note_version(self, model: str, version: str, at: float) -> bool:
+        """Records that `version` was seen; True the first time."""
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO probe_versions (model, version, first_seen) VALUES (?,?,?)",
+                (model, version, at),
+            )
+            return cursor.rowcount == 1
+
+    def mark_regressed(self, model: str, version: str, at: float) -> None:
+        """A version with a regression is never promoted to known-good."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE probe_versions SET regressed_at = COALESCE(regressed_at, ?)"
+                " WHERE model = ? AND version = ?",
+                (at, model, version),
+            )
+
+    def version_state(self, model: str, version: str) -> tuple[float, float | None] | None:
+        """(first_seen, regressed_at) of a version, None if never seen."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT first_seen, regressed_at FROM probe_versions"
+                " WHERE model = ? AND version = ?",
+                (model, version),
+            ).fetchone()
+        return None if row is None else (float(row[0]), row[1])
+
+    def ok_runs_since(self, model: str, version: str, since: float) -> int:
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM probe_runs WHERE model = ? AND version = ? AND outcome = 'ok'"
+                " AND started_at >= ?",
+                (model, version, since),
+            ).fetchone()
+        return int(count)
+
+    def known_good(self, model: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT version FROM probe_known_good WHERE model = ?", (model,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_known_good(self, model: str, version: str, at: float) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO probe_known_good (model, version, promoted_at) VALUES (?,?,?)"
+                " ON CONFLICT(model) DO UPDATE SET version = excluded.version,"
+                " promoted_at = excluded.promoted_at",
+                (model, version, at),
+            )

@@ -1,0 +1,510 @@
+"""Replays probe suites against the live model on their schedules and judges each run.
+
+One `ProbeScheduler` per outrider process: it loads the configured suites, runs each on its
+cron or interval trigger (APScheduler, on the running asyncio loop) through one paced gRPC
+client carrying the probe header, records every run (metrics, SQLite), compares each
+version with the last known-good one on the same probes, and hands a `ProbeReading` to the
+alert rules. A version it has not seen before triggers an immediate run of the model's
+suites; a version that stays clean for the configured period becomes the known-good one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from prometheus_client import CollectorRegistry
+
+from service.monitor.readings import ProbeReading
+from service.oip.client import InferenceClient
+from service.oip.codec import TensorError
+from service.probes.black_box import run_async
+from service.probes.evaluation import RunResults, evaluate_run
+from service.probes.metrics import ProbeMetrics
+from service.probes.rate_limit import ProbeRateLimiter
+from service.probes.regression import RegressionVerdict, paired_regression
+from service.probes.replay import PROBE_METADATA, ModelAnswerError, ProbeReplayer
+from service.probes.run_store import RunOutcome, RunRecord, RunStore
+from service.probes.settings import ProbeSettings, ScheduleSettings, SuiteSettings
+from service.probes.signature import ModelSignature, SuiteMismatchError
+from service.probes.square_attack import SquareAttack
+from service.probes.suite import ProbeSuite, SuiteFormatError, load_suite
+
+log = structlog.get_logger(__name__)
+
+ReadingSink = Callable[[ProbeReading], None]
+
+# What a run may meet from the model server side; anything else is a bug and propagates.
+_RUN_ERRORS = (grpc.aio.AioRpcError, TensorError, ModelAnswerError, OSError, asyncio.TimeoutError)
+
+
+def trigger_for(schedule: ScheduleSettings) -> BaseTrigger:
+    """The APScheduler trigger of a schedule setting (UTC crontab or interval)."""
+    if schedule.cron is not None:
+        return CronTrigger.from_crontab(schedule.cron, timezone="UTC")
+    assert schedule.interval_seconds is not None  # guaranteed by ScheduleSettings
+    return IntervalTrigger(seconds=schedule.interval_seconds, timezone="UTC")
+
+
+@dataclass(frozen=True)
+class LoadedSuite:
+    """A configured suite and its rows."""
+
+    settings: SuiteSettings
+    suite: ProbeSuite
+    digest: str
+
+
+class ProbeScheduler:
+    """Schedules, runs and judges probe suites against one model server.
+
+    `target` is host:port of the model server (the upstream outrider relays to);
+    `state_dir` holds `probes/runs.sqlite`; metrics go to the injected `registry`;
+    `on_reading` receives one ProbeReading per successful run (never for failed runs).
+    """
+
+    def __init__(
+        self,
+        settings: ProbeSettings,
+        *,
+        target: str,
+        state_dir: Path,
+        registry: CollectorRegistry,
+        on_reading: ReadingSink | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.target = settings.target or target
+        self.metrics = ProbeMetrics(
+            registry, max_versions_per_model=settings.max_versions_per_model
+        )
+        self.store = RunStore(Path(state_dir) / "probes" / "runs.sqlite")
+        self.on_reading = on_reading
+        self._clock = clock
+        self.suites: dict[str, LoadedSuite] = {}
+        self.refused: dict[str, str] = {}
+        """Suites refused at load, with the reason."""
+        self._client: InferenceClient | None = None
+        self._replayer: ProbeReplayer | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+        self._running: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def load_suites(self) -> None:
+        """Reads every configured suite; unreadable ones are refused (logged and counted)."""
+        for cfg in self.settings.suites:
+            try:
+                suite = load_suite(cfg.path)
+            except SuiteFormatError as exc:
+                self._refuse(cfg, str(exc))
+                continue
+            self.suites[cfg.name] = LoadedSuite(cfg, suite, suite.digest())
+            self._running[cfg.name] = asyncio.Lock()
+
+    def _refuse(self, cfg: SuiteSettings, reason: str) -> None:
+        self.refused[cfg.name] = reason
+        self.suites.pop(cfg.name, None)
+        now = self._clock()
+        self.metrics.record_outcome(cfg.model, cfg.name, "refused", now, 0.0)
+        log.error("probes.suite_refused", suite=cfg.name, model=cfg.model, reason=reason)
+
+    async def check_signatures(self) -> None:
+        """Refuses loaded suites that do not fit their model's signature (server reachable).
+
+        An unreachable server is not a refusal: the check is repeated at every run.
+        """
+        client = self._ensure_client()
+        signatures: dict[str, ModelSignature] = {}
+        for name, loaded in list(self.suites.items()):
+            model = loaded.settings.model
+            try:
+                if model not in signatures:
+                    signatures[model] = ModelSignature.from_oip(await client.model_metadata(model))
+                loaded.suite.check_against(model, signatures[model])
+            except SuiteMismatchError as exc:
+                self._refuse(loaded.settings, str(exc))
+            except _RUN_ERRORS as exc:
+                log.warning("probes.signature_unchecked", suite=name, model=model, error=str(exc))
+
+    def _ensure_client(self) -> InferenceClient:
+        if self._client is None:
+            self._client = InferenceClient(
+                self.target,
+                metadata=PROBE_METADATA,
+                timeout=self.settings.request_timeout_seconds,
+            )
+            limiter = ProbeRateLimiter(
+                self.settings.max_probes_per_second, self.settings.max_concurrency
+            )
+            self._replayer = ProbeReplayer(self._client, limiter)
+        return self._client
+
+    async def start(self) -> None:
+        """Loads and checks the suites, then schedules them (and the live attack)."""
+        self.load_suites()
+        await self.check_signatures()
+        scheduler = AsyncIOScheduler(timezone="UTC")
+        for name, loaded in self.suites.items():
+            scheduler.add_job(
+                self.run_suite,
+                trigger_for(loaded.settings.schedule),
+                args=[name],
+                id=f"probe:{name}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+        attack = self.settings.live_attack
+        if attack.enabled and attack.source_suite in self.suites:
+            scheduler.add_job(
+                self.run_live_attack,
+                trigger_for(attack.schedule),
+                id="probe:live-attack",
+                max_instances=1,
+                coalesce=True,
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+        if self.settings.run_on_start:
+            for name in self.suites:
+                self._spawn(self.run_suite(name))
+
+    def job_ids(self) -> list[str]:
+        """Ids of the scheduled jobs ('probe:<suite>', 'probe:live-attack')."""
+        return [] if self._scheduler is None else [job.id for job in self._scheduler.get_jobs()]
+
+    async def stop(self) -> None:
+        """Stops scheduling, cancels runs in flight and closes the client and the store."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        self.store.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- one run -----------------------------------------------------------------------
+
+    async def run_suite(self, name: str) -> RunRecord | None:
+        """Replays one suite now; returns its run record (None if it is already running)."""
+        loaded = self.suites.get(name)
+        if loaded is None:
+            raise KeyError(f"no loaded suite {name!r} (loaded: {sorted(self.suites)})")
+        lock = self._running[name]
+        if lock.locked():
+            return None
+        async with lock:
+            return await self._run(loaded)
+
+    async def _run(self, loaded: LoadedSuite) -> RunRecord:
+        cfg, suite = loaded.settings, loaded.suite
+        model = cfg.model
+        client = self._ensure_client()
+        assert self._replayer is not None
+        started = self._clock()
+        t0 = time.monotonic()
+        version = ""
+        try:
+            metadata = await client.model_metadata(model)
+            suite.check_against(model, ModelSignature.from_oip(metadata))
+            answers = await self._replayer.replay(
+                model,
+                suite.input_spec.name,
+                suite.score_output,
+                suite.inputs,
+                batch_size=cfg.batch_size,
+            )
+            versions = [v for v in answers.versions if v] or list(metadata.versions[-1:])
+            version = versions[0] if versions else ""
+            if len(versions) > 1:
+                raise _VersionChanged(versions)
+        except SuiteMismatchError as exc:
+            return self._finish_unscored(loaded, "refused", started, t0, version, str(exc))
+        except _VersionChanged as exc:
+            record = self._finish_unscored(
+                loaded, "failed", started, t0, exc.versions[-1], str(exc)
+            )
+            for v in exc.versions:
+                await self.on_version_seen(model, v)
+            return record
+        except _RUN_ERRORS as exc:
+            return self._finish_unscored(loaded, "failed", started, t0, version, _describe(exc))
+
+        baseline_version = self.store.known_good(model)
+        baseline_run = None
+        if baseline_version is not None and baseline_version != version:
+            baseline_run = self.store.last_ok_run(model, cfg.name, baseline_version, loaded.digest)
+        baseline_predictions = None if baseline_run is None else baseline_run.predictions
+        results = evaluate_run(suite, answers.scores, baseline_predictions=baseline_predictions)
+        verdict = self._judge(results, baseline_predictions, suite)
+        finished = self._clock()
+        predictions = np.argmax(answers.scores, axis=1)
+        record = RunRecord(
+            model=model,
+            version=version,
+            suite=cfg.name,
+            suite_digest=loaded.digest,
+            kind=suite.kind,
+            started_at=started,
+            finished_at=finished,
+            outcome="ok",
+            probes=len(suite),
+            accuracy=results.accuracy,
+            regression=None if verdict is None else verdict.regression,
+            p_value=None if verdict is None else verdict.p_value,
+            baseline_version=None if baseline_run is None else baseline_version,
+            predictions=predictions,
+            results=results.as_json(),
+        )
+        record = _with_id(record, self.store.record_run(record))
+        self.metrics.record_outcome(model, cfg.name, "ok", finished, time.monotonic() - t0)
+        self.metrics.record_results(model, version, cfg.name, results)
+        self.metrics.record_regression(
+            model,
+            version,
+            cfg.name,
+            bool(verdict and verdict.regression),
+            None if verdict is None else verdict.p_value,
+        )
+        log.info(
+            "probes.run_ok",
+            suite=cfg.name,
+            model=model,
+            version=version,
+            accuracy=round(results.accuracy, 4),
+            regression=None if verdict is None else verdict.regression,
+            baseline_version=record.baseline_version,
+        )
+        if verdict is not None and verdict.regression:
+            self.store.mark_regressed(model, version, finished)
+        self._emit(model, version, cfg.name, finished, results, verdict)
+        # The run that saw the version first counts towards its clean period.
+        await self.on_version_seen(model, version, exclude=cfg.name, at=started)
+        self._maybe_promote(model, version)
+        return record
+
+    def _judge(
+        self, results: RunResults, baseline: np.ndarray | None, suite: ProbeSuite
+    ) -> RegressionVerdict | None:
+        if baseline is None or len(baseline) != len(suite):
+            return None
+        return paired_regression(
+            results.correct,
+            baseline == suite.labels,
+            alpha=self.settings.regression.alpha,
+            min_accuracy_drop=self.settings.regression.min_accuracy_drop,
+        )
+
+    def _emit(
+        self,
+        model: str,
+        version: str,
+        suite: str,
+        at: float,
+        results: RunResults,
+        verdict: RegressionVerdict | None,
+    ) -> None:
+        if self.on_reading is None:
+            return
+        reading = ProbeReading(
+            model=model,
+            version=version,
+            suite=suite,
+            timestamp=at,
+            regression=bool(verdict and verdict.regression),
+            accuracy=results.accuracy,
+            baseline_accuracy=results.accuracy if verdict is None else verdict.baseline_accuracy,
+            p_value=None if verdict is None else verdict.p_value,
+        )
+        try:
+            self.on_reading(reading)
+        except Exception:  # the alert engine's failure must not fail the probe run
+            log.exception("probes.reading_sink_failed", suite=suite, model=model)
+
+    def _finish_unscored(
+        self,
+        loaded: LoadedSuite,
+        outcome: RunOutcome,
+        started: float,
+        t0: float,
+        version: str,
+        error: str,
+    ) -> RunRecord:
+        cfg = loaded.settings
+        finished = self._clock()
+        record = RunRecord(
+            model=cfg.model,
+            version=version,
+            suite=cfg.name,
+            suite_digest=loaded.digest,
+            kind=loaded.suite.kind,
+            started_at=started,
+            finished_at=finished,
+            outcome=outcome,
+            probes=len(loaded.suite),
+            error=error,
+        )
+        record = _with_id(record, self.store.record_run(record))
+        self.metrics.record_outcome(cfg.model, cfg.name, outcome, finished, time.monotonic() - t0)
+        log.error(
+            "probes.run_" + outcome,
+            suite=cfg.name,
+            model=cfg.model,
+            error=error,
+            retry="at the next scheduled run",
+        )
+        return record
+
+    # -- versions ----------------------------------------------------------------------
+
+    async def on_version_seen(
+        self, model: str, version: str, *, exclude: str | None = None, at: float | None = None
+    ) -> None:
+        """Called when a model version shows up (in responses or metadata).
+
+        The first sighting of a version starts an immediate run of every suite of the model
+        (except `exclude`, the run that just saw it); `at` backdates the sighting.
+        """
+        if not version:
+            return
+        if not self.store.note_version(model, version, self._clock() if at is None else at):
+            return
+        log.info("probes.version_seen", model=model, version=version)
+        for name, loaded in self.suites.items():
+            if loaded.settings.model == model and name != exclude:
+                self._spawn(self.run_suite(name))
+
+    def _maybe_promote(self, model: str, version: str) -> None:
+        if self.store.known_good(model) == version:
+            return
+        state = self.store.version_state(model, version)
+        if state is None:
+            return
+        first_seen, regressed_at = state
+        now = self._clock()
+        clean_for = now - first_seen
+        if regressed_at is not None or clean_for < self.settings.regression.clean_period_seconds:
+            return
+        if self.store.ok_runs_since(model, version, first_seen) == 0:
+            return
+        self.store.set_known_good(model, version, now)
+        log.info(
+            "probes.known_good_promoted", model=model, version=version, clean_seconds=clean_for
+        )
+
+    # -- live attack -------------------------------------------------------------------
+
+    async def run_live_attack(self) -> RunRecord | None:
+        """A small Square Attack against the live model, from the source suite's clean rows."""
+        cfg = self.settings.live_attack
+        loaded = self.suites.get(cfg.source_suite)
+        if loaded is None:
+            return None
+        self._ensure_client()
+        assert self._replayer is not None
+        replayer = self._replayer
+        suite = loaded.suite
+        model = cfg.model
+        name = f"{cfg.source_suite}:live_square_{cfg.norm}"
+        clean = np.flatnonzero(suite.variants.astype(str) == "clean")[: cfg.samples]
+        x, y = suite.inputs[clean], suite.labels[clean]
+        value_range = suite.generator.get("value_range") or [float(x.min()), float(x.max())]
+        image_shape = cfg.image_shape or suite.generator.get("image_shape")
+        attack = SquareAttack(
+            eps=cfg.eps,
+            max_queries=cfg.max_queries,
+            norm=cfg.norm,
+            image_shape=tuple(image_shape) if image_shape else None,
+            value_range=(float(value_range[0]), float(value_range[1])),
+            seed=cfg.seed,
+        )
+        versions: list[str] = []
+
+        async def scores(batch: np.ndarray) -> np.ndarray:
+            answer, version = await replayer.score(
+                model, suite.input_spec.name, suite.score_output, batch
+            )
+            versions.append(version)
+            return answer
+
+        started = self._clock()
+        t0 = time.monotonic()
+        try:
+            result = await run_async(attack.plan(x, y), scores)
+        except _RUN_ERRORS as exc:
+            failed = RunRecord(
+                model=model,
+                version="",
+                suite=name,
+                suite_digest=loaded.digest,
+                kind="live_square",
+                started_at=started,
+                finished_at=self._clock(),
+                outcome="failed",
+                probes=len(x),
+                error=_describe(exc),
+            )
+            self.metrics.record_outcome(model, name, "failed", failed.finished_at, 0.0)
+            log.error("probes.live_attack_failed", model=model, error=failed.error)
+            return _with_id(failed, self.store.record_run(failed))
+        version = next((v for v in reversed(versions) if v), "")
+        finished = self._clock()
+        record = RunRecord(
+            model=model,
+            version=version,
+            suite=name,
+            suite_digest=loaded.digest,
+            kind="live_square",
+            started_at=started,
+            finished_at=finished,
+            outcome="ok",
+            probes=len(x),
+            results={
+                "success_rate": result.success_rate,
+                "median_queries": result.median_queries,
+                "mean_queries": result.mean_queries,
+                "eps": cfg.eps,
+                "norm": cfg.norm,
+                "max_queries": cfg.max_queries,
+            },
+        )
+        self.metrics.record_outcome(model, name, "ok", finished, time.monotonic() - t0)
+        self.metrics.record_attack(model, version, name, result.success_rate, result.median_queries)
+        return _with_id(record, self.store.record_run(record))
+
+
+class _VersionChanged(Exception):
+    def __init__(self, versions: list[str]) -> None:
+        self.versions = versions
+        super().__init__(f"model version changed during the run: {versions}")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"gRPC {exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _with_id(record: RunRecord, run_id: int) -> RunRecord:
+    return replace(record, id=run_id)
