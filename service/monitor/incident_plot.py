@@ -16,7 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import DateFormatter, date2num
 from matplotlib.figure import Figure
 
-from service.monitor.reading_history import ReadingSeries
+from service.monitor.alerts import AlertTransition
+from service.monitor.reading_history import ReadingHistory, ReadingSeries
 
 # Matplotlib's date axis counts days from its epoch; Unix seconds map onto it linearly.
 _UNIX_EPOCH_DAYS = float(
@@ -95,3 +96,34 @@ def render_incident_plot(
         Path(temp_name).unlink(missing_ok=True)
         raise
     return target
+
+
+def render_alert_plot(
+    path: str | os.PathLike[str],
+    history: ReadingHistory,
+    transition: AlertTransition,
+    *,
+    before: float = 1800.0,
+    after: float = 600.0,
+) -> Path:
+    """Plot the stream of an alert transition from `before` seconds ahead of the firing.
+
+    On a firing transition the plot ends at the firing; on a resolved one it runs to
+    `after` seconds past the resolution (as far as the history reaches), so rendering again
+    at resolution gives the on-call the whole incident.
+    """
+    instance = transition.instance
+    fired_at = instance.fired_at if instance.fired_at is not None else transition.at
+    ended_at = transition.at if transition.to_state == "resolved" else None
+    since = min(instance.active_since, fired_at) - before
+    until = (transition.at if ended_at is None else ended_at) + after
+    key = instance.key
+    where = f"{key.source}" if key.detector == "" else f"{key.source}/{key.detector}"
+    return render_incident_plot(
+        path,
+        history.series(key, since=since, until=until),
+        title=f"{instance.alert} ({instance.severity}): {key.model} v{key.version} {where}",
+        fired_at=fired_at,
+        active_since=instance.active_since,
+        ended_at=ended_at,
+    )

@@ -9,9 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.monitor.incident_plot import render_incident_plot
+from service.monitor.alert_settings import AlertRuleSettings
+from service.monitor.alerts import AlertEngine, AlertTransition
+from service.monitor.incident_plot import render_alert_plot, render_incident_plot
 from service.monitor.reading_history import ReadingHistory
 from service.monitor.readings import DetectorReading, ProbeReading, ReadingKey
+from service.store.incidents import IncidentStore
+from service.store.state_dir import prepare_state_dir
 
 KEY = ReadingKey("resnet", "1", "embedding", "mmd")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -150,3 +154,58 @@ def test_plot_of_an_empty_series_and_a_probe(tmp_path: Path) -> None:
                                  title="Robustness", fired_at=1_700_000_420.0)
     assert png_size(probe) == (900, 400)
     assert probe.stat().st_size > empty.stat().st_size
+
+
+def test_firing_alert_gets_an_incident_with_its_plot(tmp_path: Path) -> None:
+    """The flow the app wires: history and engine fed together; on firing, incident then plot."""
+    state = prepare_state_dir(tmp_path / "state")
+    store = IncidentStore(state.incidents_db)
+    history = ReadingHistory()
+    sizes: dict[str, int] = {}
+
+    def on_transition(transition: AlertTransition) -> None:
+        instance = transition.instance
+        if transition.to_state == "firing":
+            incident_id = store.open_incident(
+                alert=instance.alert, severity=instance.severity, labels=instance.labels,
+                model=instance.key.model, version=instance.key.version,
+                started_at=transition.at, evidence=transition.evidence(),
+            )
+        elif transition.to_state == "resolved":
+            found = store.find_open_incident(instance.alert, instance.labels)
+            assert found is not None
+            incident_id = found
+            store.resolve_incident(incident_id, transition.at)
+        else:
+            return
+        plot = render_alert_plot(state.plot_path(incident_id), history, transition)
+        store.set_plot_path(incident_id, plot)
+        sizes[transition.to_state] = plot.stat().st_size
+
+    rule = AlertRuleSettings.model_validate(
+        {"name": "Drift", "condition": {"score_above": 0.2}, "for": "30s"}
+    )
+    engine = AlertEngine([rule], registry=None, on_transition=on_transition)
+    start = 1_700_000_000.0
+    source = drifting_history()
+    for timestamp, score in zip(source.series(KEY).timestamp, source.series(KEY).score,
+                                strict=True):
+        item = reading(float(timestamp), float(score), detected=score > 0.2)
+        history.append(item)
+        engine.observe(item)
+        engine.evaluate(now=float(timestamp))
+    recovered = reading(start + 1200.0, 0.1)
+    history.append(recovered)
+    engine.observe(recovered)
+    engine.evaluate(now=start + 1200.0)
+
+    [incident] = store.list_incidents()
+    assert incident.plot_path == str(tmp_path / "state" / "plots" / "incident-1.png")
+    assert incident.status == "resolved"
+    assert png_size(Path(incident.plot_path)) == (900, 400)
+    assert (incident.started_at, incident.ended_at) == (start + 765.0, start + 1200.0)
+    # Rendered at firing, then again at resolution (a different picture: the whole incident).
+    assert sorted(sizes) == ["firing", "resolved"]
+    assert sizes["firing"] > 20_000 and sizes["resolved"] > 20_000
+    assert sizes["firing"] != sizes["resolved"]
+    store.close()
