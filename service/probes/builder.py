@@ -40,7 +40,7 @@ class BuildOptions:
     value_range: tuple[float, float] | None = None
     """None: the model's `pixel_max` metadata, else the data's min and max."""
     eps: float | None = None
-    """Attack bound in input units; None: 0.3 (L-inf) or 2.0 (L2) of the value range."""
+    """Attack bound in input units; None: 0.3 of the range (L-inf), 0.1 * range * sqrt(D) (L2)."""
     norm: Norm = "linf"
     max_queries: int = 500
     p_init: float = 0.1
@@ -152,7 +152,10 @@ def build_suite(
                 queries.append(np.full(len(x), -1))
                 report(i * len(SEVERITIES) + severity, total)
     elif kind in ("square", "hopskipjump"):
-        default_eps = 0.3 * span if (kind == "square" and opts.norm == "linf") else 2.0 * span
+        # MNIST-style defaults: 0.3 of the range in L-inf, 0.1 of the range per sqrt(feature)
+        # in L2 (12.8 on 8x8 digits with values 0..16).
+        linf = kind == "square" and opts.norm == "linf"
+        default_eps = 0.3 * span if linf else 0.1 * span * float(np.sqrt(x.shape[1]))
         eps = opts.eps if opts.eps is not None else default_eps
         attack: SquareAttack | HopSkipJump
         if kind == "square":
