@@ -113,3 +113,9 @@ def test_recording_rule_names_follow_level_metric_operations() -> None:
         level, metric, operations = rule["record"].split(":")
         assert level and operations
         assert metric.startswith("outrider_")
+
+
+def test_example_prometheus_config_is_valid(promtool: str) -> None:
+    result = run_tool([promtool, "check", "config", str(RULES_DIR / "prometheus.yml")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 2 rule files found" in result.stdout
