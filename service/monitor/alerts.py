@@ -245,6 +245,13 @@ class AlertEngine(Collector):
     `collect`, the admin endpoints call `firing`. `on_transition` runs in the thread that
     called `evaluate`, after the engine's lock is released, in transition order; an
     exception in it is logged and does not stop the others.
+
+    `stale_after` (seconds, None = never) makes a detector stream whose latest reading is
+    older than that count as "condition false", as Prometheus treats a series that stopped:
+    a model version that no longer gets traffic (e.g. after a rollback) must not keep its
+    alert firing forever. Probe readings never go stale: a suite's verdict stands until the
+    suite runs again. An instance restored from a checkpoint counts its restore time as
+    its latest reading until a real one arrives.
     """
 
     def __init__(
@@ -254,7 +261,10 @@ class AlertEngine(Collector):
         registry: CollectorRegistry | None,
         on_transition: Callable[[AlertTransition], None],
         clock: Callable[[], float] = time.time,
+        stale_after: float | None = None,
     ) -> None:
+        if stale_after is not None and not stale_after > 0:
+            raise ValueError(f"stale_after must be > 0 seconds or None, got {stale_after!r}")
         names = [rule.name for rule in rules]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -262,11 +272,13 @@ class AlertEngine(Collector):
         self.rules = tuple(rules)
         self.on_transition = on_transition
         self.clock = clock
+        self.stale_after = stale_after
         self._rules = {rule.name: _Rule(rule) for rule in rules}
         self._lock = threading.Lock()
         self._latest: dict[ReadingKey, Reading] = {}
         self._instances: dict[tuple[str, ReadingKey], _Instance] = {}
         self._seen_models: dict[str, set[str]] = {name: set() for name in self._rules}
+        self._restored_at: dict[tuple[str, ReadingKey], float] = {}
         if registry is not None:
             registry.register(self)
 
@@ -288,72 +300,80 @@ class AlertEngine(Collector):
             for name, rule in self._rules.items():
                 for reading in self._latest.values():
                     if rule.selects(reading):
-                        transition = self._step(name, rule.settings, reading, at)
-                        if transition is not None:
-                            transitions.append(transition)
+                        transitions += self._step(name, rule.settings, reading.key, reading, at)
+            for name, key in [k for k in self._instances if k[1] not in self._latest]:
+                # Restored from a checkpoint and no reading since: wait, or go stale.
+                transitions += self._step(name, self._rules[name].settings, key, None, at)
         for transition in transitions:
             self._announce(transition)
         return transitions
 
-    def _step(
-        self, name: str, rule: AlertRuleSettings, reading: Reading, at: float
-    ) -> AlertTransition | None:
-        key = reading.key
-        holds, value = condition_value(rule, reading)
-        instance = self._instances.get((name, key))
-        self._seen_models[name].add(key.model)
-        if instance is None:
-            if not holds:
-                return None
-            instance = _Instance(state="pending", active_since=at, value=value)
-            self._instances[(name, key)] = instance
-            if rule.for_ <= 0:
-                return self._fire(name, rule, reading, instance, at, from_state="inactive")
-            return self._transition(name, rule, reading, instance, "inactive", "pending", at)
-        if holds:
-            instance.value = value
-            instance.keep_firing_since = None
-            if instance.state == "pending" and at - instance.active_since >= rule.for_:
-                return self._fire(name, rule, reading, instance, at, from_state="pending")
-            return None
-        if instance.state == "pending":
-            del self._instances[(name, key)]
-            instance.value = value
-            return self._transition(name, rule, reading, instance, "pending", "inactive", at)
-        if instance.keep_firing_since is None:
-            instance.keep_firing_since = at
-        if at - instance.keep_firing_since >= rule.keep_firing_for:
-            del self._instances[(name, key)]
-            instance.value = value
-            return self._transition(name, rule, reading, instance, "firing", "resolved", at)
-        return None
+    def _is_stale(self, name: str, key: ReadingKey, reading: Reading | None, at: float) -> bool:
+        if self.stale_after is None or key.detector == "":  # probe streams never go stale
+            return False
+        last = reading.timestamp if reading is not None else self._restored_at.get((name, key))
+        return last is not None and at - last >= self.stale_after
 
-    def _fire(
+    def _step(
         self,
         name: str,
         rule: AlertRuleSettings,
-        reading: Reading,
-        instance: _Instance,
+        key: ReadingKey,
+        reading: Reading | None,
         at: float,
-        *,
-        from_state: AlertState,
-    ) -> AlertTransition:
-        instance.state = "firing"
-        instance.fired_at = at
-        return self._transition(name, rule, reading, instance, from_state, "firing", at)
+    ) -> list[AlertTransition]:
+        """Move one instance for one evaluation; zero or one transition."""
+        instance = self._instances.get((name, key))
+        if self._is_stale(name, key, reading, at):
+            holds, value = False, None
+        elif reading is None:
+            return []  # restored, no reading yet, not stale: nothing known, nothing changes
+        else:
+            holds, value = condition_value(rule, reading)
+        self._seen_models[name].add(key.model)
+        if instance is None:
+            if not holds:
+                return []
+            instance = _Instance(state="pending", active_since=at, value=value)
+            self._instances[(name, key)] = instance
+            if rule.for_ > 0:
+                return [self._transition(name, rule, key, reading, instance, "inactive",
+                                         "pending", at)]
+            previous: AlertState = "inactive"  # for: 0 fires at once, as Prometheus does
+        else:
+            instance.value = value
+            previous = instance.state
+        if holds:
+            instance.keep_firing_since = None
+            if instance.state == "pending" and at - instance.active_since >= rule.for_:
+                instance.state = "firing"
+                instance.fired_at = at
+                return [self._transition(name, rule, key, reading, instance, previous,
+                                         "firing", at)]
+            return []
+        if instance.state == "firing":
+            if instance.keep_firing_since is None:
+                instance.keep_firing_since = at
+            if at - instance.keep_firing_since < rule.keep_firing_for:
+                return []
+        del self._instances[(name, key)]
+        self._restored_at.pop((name, key), None)
+        to_state: TransitionKind = "resolved" if previous == "firing" else "inactive"
+        return [self._transition(name, rule, key, reading, instance, previous, to_state, at)]
 
     def _transition(
         self,
         name: str,
         rule: AlertRuleSettings,
-        reading: Reading,
+        key: ReadingKey,
+        reading: Reading | None,
         instance: _Instance,
         from_state: AlertState,
         to_state: TransitionKind,
         at: float,
     ) -> AlertTransition:
         state: AlertState = "inactive" if to_state in ("resolved", "inactive") else instance.state
-        snapshot = self._snapshot(name, rule, reading.key, instance, state, reading)
+        snapshot = self._snapshot(name, rule, key, instance, state, reading)
         return AlertTransition(snapshot, from_state, to_state, at, reading)
 
     def _snapshot(
@@ -557,8 +577,10 @@ class AlertEngine(Collector):
                 raise ValueError(f"alert state instance {index!r} is malformed: {error}") from None
             if name in self._rules:
                 restored[(name, key)] = instance
+        restored_at = self.clock()
         with self._lock:
             self._instances = restored
+            self._restored_at = dict.fromkeys(restored, restored_at)
             for name, key in restored:
                 self._seen_models[name].add(key.model)
 

@@ -55,13 +55,13 @@ def probe(regression: bool = True, *, at: float = 0.0, suite: str = "fgsm") -> P
 class Harness:
     """An engine with its own registry, a recording callback and a fake clock."""
 
-    def __init__(self, *rules: AlertRuleSettings) -> None:
+    def __init__(self, *rules: AlertRuleSettings, stale_after: float | None = None) -> None:
         self.registry = CollectorRegistry()
         self.transitions: list[AlertTransition] = []
         self.now = 0.0
         self.engine = AlertEngine(
             list(rules), registry=self.registry, on_transition=self.transitions.append,
-            clock=lambda: self.now,
+            clock=lambda: self.now, stale_after=stale_after,
         )
 
     def step(self, at: float, *readings: DetectorReading | ProbeReading) -> list[str]:
@@ -440,3 +440,51 @@ def test_malformed_state_is_refused_and_changes_nothing(
     with pytest.raises(ValueError, match=message):
         h.engine.load_state_dict(state)
     assert len(h.engine.firing()) == 1
+
+
+# --- staleness ------------------------------------------------------------------------------
+
+
+def stale_harness(*rules: AlertRuleSettings) -> Harness:
+    return Harness(*rules, stale_after=60.0)
+
+
+def test_a_stream_that_stops_reporting_resolves_after_stale_after() -> None:
+    h = stale_harness(rule(keep_firing_for="30s"))
+    assert h.step(0.0, reading(True, at=0.0)) == ["firing"]
+    assert h.step(59.9) == []
+    assert h.step(60.0) == []  # stale from here: condition false, keep firing 30 s
+    assert h.step(89.9) == []
+    assert h.step(90.0) == ["resolved"]
+    assert h.transitions[-1].instance.value is None
+    assert h.gauge() == 0.0
+    assert h.step(100.0) == []  # still stale: nothing fires again
+    assert h.step(101.0, reading(True, at=101.0)) == ["firing"]
+
+
+def test_probe_verdicts_never_go_stale() -> None:
+    h = stale_harness(rule(name="Robustness", condition="probe_regression"))
+    assert h.step(0.0, probe(True)) == ["firing"]
+    assert h.step(100_000.0) == []
+    state = h.engine.state_dict()
+    restored = stale_harness(rule(name="Robustness", condition="probe_regression"))
+    restored.engine.load_state_dict(state)
+    assert restored.step(100_000.0) == []
+    assert [i.state for i in restored.engine.instances()] == ["firing"]
+
+
+def test_restored_instance_without_readings_goes_stale_from_its_restore_time() -> None:
+    first = Harness(rule())
+    first.step(0.0, reading(True))
+    h = stale_harness(rule())
+    h.now = 1000.0
+    h.engine.load_state_dict(first.engine.state_dict())
+    assert h.step(1059.9) == []
+    assert h.step(1060.0) == ["resolved"]
+    resolved = h.transitions[-1]
+    assert (resolved.reading, resolved.instance.fired_at, resolved.at) == (None, 0.0, 1060.0)
+
+
+def test_stale_after_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="stale_after must be > 0 seconds or None, got 0"):
+        AlertEngine([rule()], registry=None, on_transition=lambda t: None, stale_after=0)
