@@ -521,8 +521,8 @@ class AlertEngine(Collector):
     def state_dict(self) -> dict[str, Any]:
         """Pending and firing instances as nested dicts of numbers and strings (a checkpoint).
 
-        Latest readings are not kept: restored detectors produce new ones within a window,
-        and until then a restored instance keeps its state.
+        Latest readings are not kept: restored detectors produce new ones within a window;
+        until then a restored instance keeps its state (or goes stale, see `stale_after`).
         """
         with self._lock:
             instances = {
