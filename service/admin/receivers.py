@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from service.hooks.alert_book import AlertView, FiringAlertBook
 from service.hooks.alertmanager import AlertmanagerIntake, AlertmanagerPayloadError
 from service.hooks.dispatcher import DispatchedAction, UnknownHookError
 from service.hooks.events import AlertEvent
@@ -53,14 +54,6 @@ class Dispatcher(Protocol):
         requested_by: str = "",
     ) -> DispatchedAction:
         """Pull one hook by hand."""
-        ...
-
-
-class AlertView(Protocol):
-    """Currently firing alerts (in-process and received)."""
-
-    def firing(self) -> list[AlertEvent]:
-        """Alerts firing now."""
         ...
 
 
@@ -104,11 +97,14 @@ def add_receiver_routes(
     token: str | None,
     loopback_only: bool,
     dedupe_capacity: int = 10_000,
+    received_alerts: FiringAlertBook | None = None,
 ) -> None:
     """Register the inbound endpoints on ``app``.
 
     ``token`` is the bearer token mutating endpoints require when not ``loopback_only``;
-    with neither, those endpoints answer 401 to everyone.
+    with neither, those endpoints answer 401 to everyone. When ``received_alerts`` is given,
+    every alert accepted from Alertmanager is also recorded there (include the book in
+    ``alert_view`` with ``CombinedAlertView`` so the Flagger and Argo gates see them).
     """
     if token is not None and not token:
         raise ValueError("token must not be empty (use None for no token)")
@@ -117,7 +113,13 @@ def add_receiver_routes(
             "admin server is not bound to loopback and has no token: "
             "mutating endpoints will refuse every call"
         )
-    intake = AlertmanagerIntake(dispatcher.submit, capacity=dedupe_capacity)
+    def submit(event: AlertEvent) -> bool:
+        queued = dispatcher.submit(event)
+        if queued and received_alerts is not None:
+            received_alerts.observe(event)
+        return queued
+
+    intake = AlertmanagerIntake(submit, capacity=dedupe_capacity)
 
     def guard(request: web.Request) -> web.Response | None:
         if loopback_only or _authorized(request, token):

@@ -388,3 +388,24 @@ async def test_manual_rollback_runs_the_hook_and_records_it(
     assert invalid.status == 400
     assert [d["loc"] for d in (await invalid.json())["details"]] == [["reason"]]
     assert hook.calls == 1
+
+
+async def test_received_alerts_feed_the_flagger_gate() -> None:
+    from service.hooks.alert_book import CombinedAlertView, FiringAlertBook
+
+    book = FiringAlertBook()
+    engine = FiringAlerts()
+    app = web.Application()
+    add_receiver_routes(app, dispatcher=Sink(), alert_view=CombinedAlertView(engine, book),
+                        token=TOKEN, loopback_only=False, received_alerts=book)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        assert (await client.post("/flagger/rollback", json=FLAGGER_CALL)).status == 412
+        await client.post("/alertmanager", json=NOTIFICATION, headers=AUTH)
+        assert (await client.post("/flagger/rollback", json=FLAGGER_CALL)).status == 200
+
+        resolved = copy.deepcopy(NOTIFICATION)
+        for alert in resolved["alerts"]:
+            alert["status"] = "resolved"
+        await client.post("/alertmanager", json=resolved, headers=AUTH)
+        assert (await client.post("/flagger/rollback", json=FLAGGER_CALL)).status == 412
+        assert book.firing() == []
