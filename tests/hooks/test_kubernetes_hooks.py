@@ -315,3 +315,49 @@ def test_look_alike_replicaset_with_unparsable_revision_is_ignored() -> None:
     ]
     plan = plan_rollback(deployment(), objects)
     assert (plan.kind, plan.to_revision, plan.to_replicaset) == ("patch", 2, "digits-7f9c5d6b4")
+
+
+# -- the shipped RBAC covers exactly what the hooks do --------------------------------------
+
+
+def _rbac_rules() -> list[dict[str, Any]]:
+    from pathlib import Path
+
+    import yaml
+
+    import service.hooks
+
+    path = Path(service.hooks.__file__).parent / "rbac.yaml"
+    role = next(doc for doc in yaml.safe_load_all(path.read_text()) if doc["kind"] == "Role")
+    return list(role["rules"])
+
+
+def _allowed(rules: list[dict[str, Any]], method: str, path: str) -> bool:
+    parts = path.split("?")[0].strip("/").split("/")
+    # /apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}[/{sub}]]
+    group, plural, rest = parts[1], parts[5], parts[6:]
+    resource = plural + (f"/{rest[1]}" if len(rest) > 1 else "")
+    verb = {"GET": "get" if rest else "list", "PATCH": "patch"}[method]
+    name = rest[0] if rest else None
+    targets = {"digits": {"DEPLOYMENT", "ROLLOUT", "INFERENCE_SERVICE"}}
+    for rule in rules:
+        names = rule.get("resourceNames")
+        if (group in rule["apiGroups"] and resource in rule["resources"]
+                and verb in rule["verbs"]
+                and (names is None or (name is not None and set(names) & targets[name]))):
+            return True
+    return False
+
+
+async def test_shipped_rbac_allows_every_request_the_hooks_make(fake: FakeKubeApi) -> None:
+    api = http_client(fake.url)
+    await deployment_hook(api).fire(EVENT, dry_run=False)
+    await argo_hook(api).fire(EVENT, dry_run=False)
+    await kserve_hook(api).fire(EVENT, dry_run=False)
+    rules = _rbac_rules()
+
+    assert len(fake.requests) == 7
+    assert [r for r in fake.requests if not _allowed(rules, *r)] == []
+    # ... and nothing more: patching a Rollout's spec or reading Secrets stays forbidden.
+    assert not _allowed(rules, "PATCH", "/apis/argoproj.io/v1alpha1/namespaces/m/rollouts/digits")
+    assert not _allowed(rules, "GET", "/apis/apps/v1/namespaces/m/deployments")
