@@ -49,6 +49,7 @@ class MonitorCollector(Collector):
         for counter, family in (
             (self._pipeline.signal_errors, f.errors),
             (self._pipeline.shed_samples, f.shed),
+            (self._pipeline.samples_fed, f.fed),
             (self._pipeline.decode_errors, f.decode),
             (self._pipeline.observations, f.observed),
         ):
@@ -104,6 +105,11 @@ class _Families:
             "Samples not fed to detectors because the monitor was overloaded.",
             ["model", "signal"],
         )
+        self.fed = _counter(
+            "outrider_monitor_samples",
+            "Samples (rows) that reached the signal's detectors.",
+            ["model", "signal"],
+        )
         self.decode = _counter(
             "outrider_monitor_decode_errors",
             "Sampled observations that could not be decoded, by reason.",
@@ -129,6 +135,7 @@ class _Families:
             self.reference,
             self.errors,
             self.shed,
+            self.fed,
             self.decode,
             self.observed,
             self.depth,

@@ -7,6 +7,7 @@ stable `reason` for metrics; nothing here trusts the bytes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,11 +80,20 @@ def _parse_response(data: bytes, streamed: bool) -> pb.ModelInferResponse:
     return message
 
 
+# Which tensors a model's signals read: (request inputs, response outputs).
+WantedSides = Callable[[str], tuple[bool, bool]]
+
+
+def _all_sides(model: str) -> tuple[bool, bool]:
+    return True, True
+
+
 def _decode_pair(
     request: pb.ModelInferRequest | None,
     response: pb.ModelInferResponse | None,
     obs: RpcObservation,
     resolver: VersionResolver,
+    wanted: WantedSides,
 ) -> DecodedCall:
     model = (
         (response.model_name if response is not None else "")
@@ -108,9 +118,16 @@ def _decode_pair(
         or (request.model_version if request is not None else "")
         or obs.model_version
     )
+    want_inputs, want_outputs = wanted(model)
     try:
-        inputs = codec.decode_request_inputs(request) if request is not None else {}
-        outputs = codec.decode_response_outputs(response) if response is not None else {}
+        inputs = (
+            codec.decode_request_inputs(request) if request is not None and want_inputs else {}
+        )
+        outputs = (
+            codec.decode_response_outputs(response)
+            if response is not None and want_outputs
+            else {}
+        )
     except codec.TensorError as exc:
         raise DecodeError("bad_tensor", f"{exc} ({exc.reason})") from None
     request_id = (request.id if request is not None else "") or (
@@ -125,8 +142,13 @@ def _decode_pair(
     )
 
 
-def decode_observation(obs: RpcObservation, resolver: VersionResolver) -> list[DecodedCall]:
+def decode_observation(
+    obs: RpcObservation, resolver: VersionResolver, wanted: WantedSides = _all_sides
+) -> list[DecodedCall]:
     """The inference calls an observation carries; raises `DecodeError` when malformed.
+
+    `wanted(model)` says whether the request's and the response's tensors are needed;
+    tensors nobody reads are not decoded (the messages are still parsed and checked).
 
     Requests and responses are paired in order (the tap already pairs stream messages
     this way); a request with no response yields a call with no outputs, so input
@@ -144,5 +166,5 @@ def decode_observation(obs: RpcObservation, resolver: VersionResolver) -> list[D
     for i in range(max(len(requests), len(responses))):
         request = requests[i] if i < len(requests) else None
         response = responses[i] if i < len(responses) else None
-        calls.append(_decode_pair(request, response, obs, resolver))
+        calls.append(_decode_pair(request, response, obs, resolver, wanted))
     return calls

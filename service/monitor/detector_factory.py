@@ -62,6 +62,15 @@ def time_window_cap(settings: DetectorSettings, max_samples_per_second: float | 
     return max(2, min(DEFAULT_TIME_WINDOW_CAP, per_period))
 
 
+def subsample_reference(reference: np.ndarray, rows: int | None, seed: object) -> np.ndarray:
+    """At most `rows` reference rows, drawn without replacement by a seeded generator."""
+    if rows is None or reference.shape[0] <= rows:
+        return reference
+    entropy = seed if isinstance(seed, int) and seed >= 0 else DEFAULT_SEED
+    picked = np.random.default_rng([entropy, 7]).choice(reference.shape[0], rows, replace=False)
+    return reference[np.sort(picked)]
+
+
 def build_detector(
     settings: DetectorSettings,
     reference: np.ndarray,
@@ -72,6 +81,7 @@ def build_detector(
     cls = _detector_class(settings.type)
     params = dict(settings.params)
     params.setdefault("seed", DEFAULT_SEED)
+    reference = subsample_reference(reference, settings.reference_rows, params["seed"])
     label = f"detector {settings.label!r} ({settings.type})"
     try:
         if settings.type in SCORER_TYPES:

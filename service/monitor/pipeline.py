@@ -198,6 +198,13 @@ class MonitorPipeline:
             model: [_Signal(model, s, self.monitor, self._store, now) for s in ms.signals]
             for model, ms in settings.models.items()
         }
+        self._sides = {
+            model: (
+                any(s.settings.source.side == "input" for s in signals),
+                any(s.settings.source.side == "output" for s in signals),
+            )
+            for model, signals in self._signals.items()
+        }
         lookup = version_lookup if self.monitor.fetch_model_metadata else None
         self._resolver = VersionResolver(lookup)
         self._versions = VersionLabels(self.monitor.version_label_limit)
@@ -206,6 +213,7 @@ class MonitorPipeline:
         )
         self.shed_samples = ThrottledCounter("samples_shed", ("model", "signal"), clock=monotonic)
         self.decode_errors = ThrottledCounter("decode_error", ("reason",), clock=monotonic)
+        self.samples_fed = ThrottledCounter("samples_fed", ("model", "signal"), log=False)
         self.observations = ThrottledCounter(
             "observation", ("outcome",), log=False, clock=monotonic
         )
@@ -310,7 +318,7 @@ class MonitorPipeline:
                 self.observations.inc(("unsampled",))
                 continue
             try:
-                calls = decode_observation(obs, self._resolver)
+                calls = decode_observation(obs, self._resolver, self._wanted_sides)
             except DecodeError as exc:
                 self.decode_errors.inc((exc.reason,), detail=exc.detail)
                 self.observations.inc(("decode_error",))
@@ -332,6 +340,9 @@ class MonitorPipeline:
                         touched.append((signal, version))
             readings = [r for s, v in touched for r in self._read(s, v, now)]
         self._publish(readings)
+
+    def _wanted_sides(self, model: str) -> tuple[bool, bool]:
+        return self._sides.get(model, (False, False))
 
     def _shed_observation(self, obs: RpcObservation) -> None:
         self.observations.inc(("shed_lag",))
@@ -414,6 +425,7 @@ class MonitorPipeline:
                     (signal.model, signal.name, "detector_error"), detail=f"{label}: {exc}"
                 )
         stream.remember(rows, ids)
+        self.samples_fed.inc((signal.model, signal.name), float(rows.shape[0]))
         return True
 
     def _capture(self, signal: _Signal, rows: np.ndarray, version: str) -> np.ndarray | None:

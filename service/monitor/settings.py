@@ -162,6 +162,12 @@ class DetectorSettings(_Strict):
     window_seconds: float | None = Field(
         default=None, gt=0, le=86_400, description="Window length in seconds."
     )
+    reference_rows: int | None = Field(
+        default=None,
+        ge=10,
+        description="Fit on a seeded random subset of at most this many reference rows "
+        "(bounds the cost of kernel tests such as mmd).",
+    )
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="Extra constructor arguments for the detector (e.g. alpha, ert, seed).",

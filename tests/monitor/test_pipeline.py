@@ -360,3 +360,15 @@ def test_streamed_infer_is_decoded_like_unary(
     pipeline, _, readings = _pipeline(_settings(), reference_dir)
     _feed(pipeline, make_observation, np.zeros((10, D)), stream=True)
     assert len(readings) == 1 and readings[0].version == "1"
+
+
+def test_reference_rows_subsample_is_seeded_and_bounded() -> None:
+    from service.monitor.detector_factory import subsample_reference
+
+    ref = np.arange(100, dtype=np.float64).reshape(50, 2)
+    a = subsample_reference(ref, 10, 3)
+    b = subsample_reference(ref, 10, 3)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (10, 2)
+    assert len({tuple(r) for r in a}) == 10
+    assert subsample_reference(ref, 80, 3) is ref
