@@ -24,7 +24,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from service.dataplane.observation import RpcObservation
 from service.monitor.decoding import DecodedCall, DecodeError, decode_observation
-from service.monitor.detector_factory import build_detector
+from service.monitor.detector_factory import DetectorBuildError, build_detector
 from service.monitor.embedder import OnnxEmbedder
 from service.monitor.error_counts import ThrottledCounter
 from service.monitor.model_versions import VersionLabels, VersionResolver
@@ -135,6 +135,10 @@ class _Signal:
         self.extractor.dims = reference.dims
         self._ref_mean = reference.data.mean(axis=0)
         self._ref_scale = reference.data.std(axis=0) + 1e-12
+        if not self.streams:
+            # Fit every detector once now so bad parameters fail at start, not on traffic.
+            for d in self.settings.detectors:
+                self.build(d.label)
 
     def stream(self, version: str) -> _Stream:
         stream = self.streams.get(version)
@@ -416,7 +420,11 @@ class MonitorPipeline:
             rows = self._capture(signal, rows, version)
             if rows is None or signal.reference is None:
                 return False
-        stream = signal.stream(version)
+        try:
+            stream = signal.stream(version)
+        except DetectorBuildError as exc:  # only after a live capture: params are checked at start
+            self.signal_errors.inc((signal.model, signal.name, "detector_error"), detail=str(exc))
+            return False
         for label, detector in stream.detectors.items():
             try:
                 detector.update(rows, now)

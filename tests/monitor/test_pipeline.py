@@ -372,3 +372,17 @@ def test_reference_rows_subsample_is_seeded_and_bounded() -> None:
     assert a.shape == (10, 2)
     assert len({tuple(r) for r in a}) == 10
     assert subsample_reference(ref, 80, 3) is ref
+
+
+def test_bad_detector_params_fail_at_start(
+    reference_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.monitor.detector_factory import DETECTOR_CLASSES, DetectorBuildError
+
+    monkeypatch.setitem(DETECTOR_CLASSES, "energy", "NoSuchScorer")
+    settings = _settings(detectors=[{"type": "ks", "window": 10, "params": {"alpha": 2.0}}])
+    with pytest.raises(DetectorBuildError, match="detector 'ks' \\(ks\\): alpha must be"):
+        MonitorPipeline(settings, registry=None, state_dir=reference_dir)
+    missing = _settings(detectors=[{"type": "energy", "window": 10}])
+    with pytest.raises(DetectorBuildError, match="needs detectors.NoSuchScorer, not available"):
+        MonitorPipeline(missing, registry=None, state_dir=reference_dir)
