@@ -7,6 +7,11 @@ template equals the Deployment's (ignoring ``pod-template-hash``) nothing is don
 one JSON patch replaces ``/spec/template`` (the target template minus ``pod-template-hash``)
 and ``/metadata/annotations`` (the Deployment's own bookkeeping annotations kept, every other
 annotation taken from the target ReplicaSet).
+
+One guard kubectl does not have, on by default: when the Deployment runs a ReplicaSet that the
+controller re-used for an earlier template (it then carries
+``deployment.kubernetes.io/revision-history``), a rollback is already in place and undoing
+again would flip back to the revision that was rolled away from; that is a no-op here.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+REVISION_HISTORY_ANNOTATION = "deployment.kubernetes.io/revision-history"
 POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
 #: Annotations that stay as the Deployment has them instead of being copied from the ReplicaSet.
 ANNOTATIONS_KEPT_FROM_DEPLOYMENT = frozenset(
@@ -90,8 +96,9 @@ def templates_equal_ignoring_hash(first: dict[str, Any], second: dict[str, Any])
 
 def previous_replicaset(
     deployment: dict[str, Any], replicasets: list[dict[str, Any]]
-) -> tuple[dict[str, Any], int, int]:
-    """The ReplicaSet one revision back: (replicaset, its revision, the latest revision)."""
+) -> tuple[dict[str, Any], dict[str, Any], int, int]:
+    """The ReplicaSets at the latest and one revision back, and their revisions:
+    (previous, latest, previous revision, latest revision)."""
     latest: tuple[int, dict[str, Any] | None] = (-1, None)
     previous: tuple[int, dict[str, Any] | None] = (-1, None)
     for replicaset in replicasets:
@@ -105,10 +112,10 @@ def previous_replicaset(
             latest = (revision, replicaset)
         elif revision > previous[0]:
             previous = (revision, replicaset)
-    if previous[1] is None:
+    if previous[1] is None or latest[1] is None:
         name = (deployment.get("metadata") or {}).get("name", "?")
         raise RollbackPlanError(f"no rollout history found for deployment {name!r}")
-    return previous[1], previous[0], latest[0]
+    return previous[1], latest[1], previous[0], latest[0]
 
 
 def rollback_patch(
@@ -132,12 +139,19 @@ def rollback_patch(
     ]
 
 
-def plan_rollback(deployment: dict[str, Any], replicasets: list[dict[str, Any]]) -> RollbackPlan:
+def plan_rollback(
+    deployment: dict[str, Any],
+    replicasets: list[dict[str, Any]],
+    *,
+    allow_repeat: bool = False,
+) -> RollbackPlan:
     """Decide what ``kubectl rollout undo`` would do for these objects.
 
-    Raises RollbackPlanError when there is no previous revision.
+    With ``allow_repeat`` false, a Deployment already running a re-used earlier revision
+    (a rollback in place) is a no-op. Raises RollbackPlanError when there is no previous
+    revision.
     """
-    target, to_revision, latest_revision = previous_replicaset(deployment, replicasets)
+    target, latest, to_revision, latest_revision = previous_replicaset(deployment, replicasets)
     target_name = str((target.get("metadata") or {}).get("name", ""))
     current_revision = latest_revision if latest_revision >= 0 else None
     spec = deployment.get("spec") or {}
@@ -155,6 +169,22 @@ def plan_rollback(deployment: dict[str, Any], replicasets: list[dict[str, Any]])
         return RollbackPlan(
             "noop",
             f"current template already matches revision {to_revision}",
+            to_revision,
+            target_name,
+            current_revision,
+        )
+    latest_annotations = (latest.get("metadata") or {}).get("annotations") or {}
+    restored = latest_annotations.get(REVISION_HISTORY_ANNOTATION)
+    latest_template = (latest.get("spec") or {}).get("template") or {}
+    if (
+        not allow_repeat
+        and restored
+        and templates_equal_ignoring_hash(latest_template, spec.get("template") or {})
+    ):
+        return RollbackPlan(
+            "noop",
+            f"revision {latest_revision} already restores revision {restored}: "
+            "a rollback is in place",
             to_revision,
             target_name,
             current_revision,

@@ -42,7 +42,9 @@ class KubernetesDeploymentHook:
             replicasets = await self._api.list(
                 replicasets_path(namespace), label_selector=selector or None
             )
-            plan = plan_rollback(deployment, replicasets)
+            plan = plan_rollback(
+                deployment, replicasets, allow_repeat=self.settings.allow_repeat_rollback
+            )
         except (KubernetesApiError, RollbackPlanError, ValueError) as exc:
             return HookResult("failed", f"roll back {target}", {**detail, "error": str(exc)})
         detail.update(

@@ -152,6 +152,12 @@ class KubernetesDeploymentHookSettings(_HookBase):
     type: Literal["kubernetes-deployment"] = Field(description="Hook type.")
     namespace: str = Field(min_length=1, description="Namespace of the Deployment.")
     deployment: str = Field(min_length=1, description="Name of the Deployment.")
+    allow_repeat_rollback: bool = Field(
+        default=False,
+        description="Undo even when the Deployment already runs a re-used earlier revision "
+        "(a rollback in place); off so that an alert repeated after a restart cannot flip "
+        "the Deployment back to the revision it was rolled away from.",
+    )
     connection: KubernetesConnection = Field(
         default_factory=KubernetesConnection, description="How to reach the API server."
     )

@@ -361,3 +361,39 @@ async def test_shipped_rbac_allows_every_request_the_hooks_make(fake: FakeKubeAp
     # ... and nothing more: patching a Rollout's spec or reading Secrets stays forbidden.
     assert not _allowed(rules, "PATCH", "/apis/argoproj.io/v1alpha1/namespaces/m/rollouts/digits")
     assert not _allowed(rules, "GET", "/apis/apps/v1/namespaces/m/deployments")
+
+
+def _after_controller_rolled_back(fake: FakeKubeApi) -> None:
+    """What the deployment controller leaves after an undo from 3 to 2: revision 2's
+    ReplicaSet re-used as revision 4, with revision-history "2"."""
+    reused = replicaset("digits-7f9c5d6b4", revision=4, image="digits:2", pod_hash="7f9c5d6b4",
+                        replicas=2,
+                        extra_annotations={"deployment.kubernetes.io/revision-history": "2"})
+    fake.put(reused)
+    fake.put(deployment(image="digits:2", revision=4))
+
+
+async def test_rollback_in_place_is_a_noop_even_after_a_restart(fake: FakeKubeApi) -> None:
+    _after_controller_rolled_back(fake)
+    # A fresh hook (a restarted outrider) sees the same incident again.
+    result = await deployment_hook(http_client(fake.url)).fire(EVENT, dry_run=False)
+
+    assert result.outcome == "noop"
+    assert result.detail["reason"] == (
+        "revision 4 already restores revision 2: a rollback is in place"
+    )
+    assert fake.patches == []
+
+
+async def test_allow_repeat_rollback_undoes_like_kubectl(fake: FakeKubeApi) -> None:
+    _after_controller_rolled_back(fake)
+    settings = KubernetesDeploymentHookSettings(
+        type="kubernetes-deployment", name="undo", namespace=NAMESPACE, deployment="digits",
+        allow_repeat_rollback=True,
+    )
+    result = await KubernetesDeploymentHook(settings, http_client(fake.url)).fire(
+        EVENT, dry_run=False
+    )
+    # kubectl toggles: the previous revision is now 3, the one rolled away from.
+    assert (result.outcome, result.detail["to_revision"]) == ("success", 3)
+    assert fake.patches[0].body[0]["value"] == pod_template("digits:3")
