@@ -258,7 +258,7 @@ class HookDispatcher:
                 # A skip is recorded once per incident, however often the alert repeats.
                 if manual is not None or skip_key not in self._skip_recorded:
                     self._remember(self._skip_recorded, skip_key)
-                    self._record(event, name, action, blocked, context)
+                    await self._record(event, name, action, blocked, context)
                 return DispatchedAction(name, event.incident_key, phase, blocked, action, context)
             state = self._state[name]
             state.last = now
@@ -274,7 +274,7 @@ class HookDispatcher:
             return None
         detail = {**context, **dict(result.detail)}
         self._actions.labels(hook=name, outcome=result.outcome).inc()
-        self._record(event, name, result.action, result.outcome, detail)
+        await self._record(event, name, result.action, result.outcome, detail)
         return DispatchedAction(
             name, event.incident_key, phase, result.outcome, result.action, detail
         )
@@ -293,10 +293,13 @@ class HookDispatcher:
                 "failed", f"{phase} {hook.name}", {"error": f"{type(exc).__name__}: {exc}"}
             )
 
-    def _record(
+    async def _record(
         self, event: AlertEvent, hook: str, action: str, outcome: str, detail: dict[str, Any]
     ) -> None:
         try:
-            self._recorder.record_action(event.incident_id, hook, action, outcome, detail)
+            # In a worker thread: a durable commit (fsync) must not stall the relay's loop.
+            await asyncio.to_thread(
+                self._recorder.record_action, event.incident_id, hook, action, outcome, detail
+            )
         except Exception:  # recording must not stop the next hook; the log keeps the trace
             logger.exception("recording action of hook %s failed", hook)

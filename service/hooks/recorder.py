@@ -8,7 +8,10 @@ from typing import Any, Protocol
 
 
 class ActionRecorder(Protocol):
-    """Records one action on an incident; must persist before returning (never lose actions)."""
+    """Records one action on an incident; must persist before returning (never lose actions).
+
+    Called from a worker thread, so implementations must be thread-safe.
+    """
 
     def record_action(
         self, incident_id: int | None, hook: str, action: str, outcome: str, detail: dict[str, Any]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
@@ -94,3 +96,36 @@ def test_builder_wires_every_hook() -> None:
     dispatcher = build_dispatcher(settings, recorder=InMemoryActionRecorder(),
                                   registry=CollectorRegistry())
     assert dispatcher.hook_names == ["pager", "notify", "undo"]
+
+
+def test_missing_kubernetes_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "kubernetes", None)  # makes `import kubernetes` fail
+    settings = HooksSettings.model_validate(
+        {"hooks": [{"name": "undo", "type": "kubernetes-deployment", "namespace": "m",
+                    "deployment": "d"}]}
+    )
+    with pytest.raises(HookConfigError) as caught:
+        build_dispatcher(settings, recorder=InMemoryActionRecorder(),
+                         registry=CollectorRegistry())
+    assert str(caught.value).startswith(
+        "hook 'undo': the kubernetes hooks need the official client: install it with "
+        "pip install 'outrider[k8s]'"
+    )
+
+
+def test_official_client_reads_the_named_kubeconfig(tmp_path: Path) -> None:
+    pytest.importorskip("kubernetes", reason="extra outrider[k8s] not installed")
+    from service.hooks.kube_official import OfficialKubernetesApi
+
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+        "users: [{name: u, user: {token: abc}}]\n"
+        "contexts: [{name: test, context: {cluster: c, user: u}}]\n"
+    )
+    api = OfficialKubernetesApi.from_environment(kubeconfig=kubeconfig)
+    assert api._api_client.configuration.host == "https://127.0.0.1:6443"
+    assert api._auth_headers() == {"authorization": "Bearer abc"}
