@@ -9,6 +9,7 @@ unbroken and within budget, and scores them all in one model call.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -31,6 +32,7 @@ def square_fraction(p_init: float, iteration: int, n_iters: int) -> float:
     return float(p_init / (2**halvings))
 
 
+@functools.lru_cache(maxsize=64)
 def _pseudo_gaussian(size: int) -> np.ndarray:
     """The paper's centred bump for L2 updates: rings weighted by 1/(k+1)^2, unit norm."""
     centre = (size - 1) / 2.0
@@ -120,7 +122,6 @@ class SquareAttack:
         adv[~clean_correct] = clean[~clean_correct]
 
         n_iters = self.max_queries - 2
-        rows, cols = np.arange(h), np.arange(w)
         for it in range(n_iters):
             active = np.flatnonzero(clean_correct & (margin > 0) & (queries < self.max_queries))
             if len(active) == 0:
@@ -129,18 +130,17 @@ class SquareAttack:
             side = int(round(math.sqrt(p * h * w)))
             side = max(1, min(side, h, w - 1 if w > 1 else 1))
             k = len(active)
-            hs = rng.integers(0, h - min(side, h) + 1, size=k)
-            ws = rng.integers(0, w - side + 1, size=k)
-            in_rows = (rows[None, :] >= hs[:, None]) & (rows[None, :] < hs[:, None] + side)
-            in_cols = (cols[None, :] >= ws[:, None]) & (cols[None, :] < ws[:, None] + side)
-            window = (in_rows[:, :, None] & in_cols[:, None, :])[..., None]
+            masks, bumps = _window_bank(h, w, side)
+            hs = rng.integers(0, masks.shape[0], size=k)
+            ws = rng.integers(0, masks.shape[1], size=k)
+            window = masks[hs, ws]  # (k, h, w, 1)
             cur = adv[active] - clean[active]
             if self.norm == "linf":
-                signs = rng.choice(np.array([-1.0, 1.0]), size=(k, 1, 1, c))
-                proposal = np.where(window, self.eps * signs, cur)
+                signs = rng.integers(0, 2, size=(k, 1, 1, c)) * (2.0 * self.eps) - self.eps
+                proposal = np.where(window, signs, cur)
             else:
-                proposal = self._l2_update(cur, window, side, hs, ws, rng)
-            candidate = np.clip(clean[active] + proposal, lo, hi)
+                proposal = self._l2_update(cur, window, bumps[hs, ws], masks, rng)
+            candidate = np.minimum(np.maximum(clean[active] + proposal, lo), hi)
             new_margin = margins((yield candidate.reshape(k, -1).astype(dtype)), y[active])
             queries[active] += 1
             better = new_margin < margin[active]
@@ -175,30 +175,42 @@ class SquareAttack:
         self,
         cur: np.ndarray,
         window: np.ndarray,
-        side: int,
-        hs: np.ndarray,
-        ws: np.ndarray,
+        placed: np.ndarray,
+        masks: np.ndarray,
         rng: np.random.Generator,
     ) -> np.ndarray:
         # Move the mass of a second window (plus any unused budget) into the first one, as a
         # fresh bump with a random sign: the total norm stays exactly eps before clipping.
         k, h, w, c = cur.shape
-        rows, cols = np.arange(h), np.arange(w)
-        hs2 = rng.integers(0, h - min(side, h) + 1, size=k)
-        ws2 = rng.integers(0, w - side + 1, size=k)
-        in_rows = (rows[None, :] >= hs2[:, None]) & (rows[None, :] < hs2[:, None] + side)
-        in_cols = (cols[None, :] >= ws2[:, None]) & (cols[None, :] < ws2[:, None] + side)
-        union = window | (in_rows[:, :, None] & in_cols[:, None, :])[..., None]
-        union = np.broadcast_to(union, cur.shape)
-        total_sq = (cur**2).reshape(k, -1).sum(axis=1)
-        union_sq = np.where(union, cur**2, 0.0).reshape(k, -1).sum(axis=1)
+        second = masks[
+            rng.integers(0, masks.shape[0], size=k), rng.integers(0, masks.shape[1], size=k)
+        ]
+        union = window | second  # (k, h, w, 1)
+        energy = cur * cur
+        total_sq = energy.reshape(k, -1).sum(axis=1)
+        union_sq = (energy * union).reshape(k, -1).sum(axis=1)
         mass = np.sqrt(union_sq + np.maximum(self.eps**2 - total_sq, 0.0))
-        bump = _pseudo_gaussian(side)
-        r_idx = np.clip(rows[None, :] - hs[:, None], 0, side - 1)
-        c_idx = np.clip(cols[None, :] - ws[:, None], 0, side - 1)
-        placed = bump[r_idx[:, :, None], c_idx[:, None, :]][..., None]  # (k, h, w, 1)
-        signs = rng.choice(np.array([-1.0, 1.0]), size=(k, 1, 1, c))
+        signs = rng.integers(0, 2, size=(k, 1, 1, c)) * 2.0 - 1.0
         # A unit-norm bump per channel, so c channels together carry `mass`.
         fresh = placed * signs * (mass / math.sqrt(c)).reshape(k, 1, 1, 1)
-        out = np.where(union, 0.0, cur)
-        return np.where(np.broadcast_to(window, cur.shape), fresh, out)
+        return np.where(window, fresh, np.where(union, 0.0, cur))
+
+
+@functools.lru_cache(maxsize=64)
+def _window_bank(h: int, w: int, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every position of a side x side square in an h x w image: masks and placed L2 bumps.
+
+    Shapes (positions_h, positions_w, h, w, 1); indexing both with per-sample positions
+    gives each sample its own square in one gather.
+    """
+    ph, pw = h - side + 1, w - side + 1
+    masks = np.zeros((ph, pw, h, w, 1), dtype=bool)
+    bumps = np.zeros((ph, pw, h, w, 1))
+    bump = _pseudo_gaussian(side)
+    for r in range(ph):
+        for q in range(pw):
+            masks[r, q, r : r + side, q : q + side, 0] = True
+            bumps[r, q, r : r + side, q : q + side, 0] = bump
+    masks.flags.writeable = False
+    bumps.flags.writeable = False
+    return masks, bumps
