@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from collections.abc import Callable
@@ -70,7 +71,7 @@ class HttpKubernetesApi:
             ):
                 text = await response.text()
                 status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise KubernetesApiError(0, "Unreachable", f"{method} {url}: {exc!r}") from exc
         if not 200 <= status < 300:
             raise _api_error(status, text)

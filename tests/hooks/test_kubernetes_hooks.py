@@ -397,3 +397,30 @@ async def test_allow_repeat_rollback_undoes_like_kubectl(fake: FakeKubeApi) -> N
     # kubectl toggles: the previous revision is now 3, the one rolled away from.
     assert (result.outcome, result.detail["to_revision"]) == ("success", 3)
     assert fake.patches[0].body[0]["value"] == pod_template("digits:3")
+
+
+async def test_slow_api_server_times_out_as_a_recorded_failure() -> None:
+    import asyncio
+    import socket
+
+    from aiohttp import web
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    try:
+        api = HttpKubernetesApi(f"http://127.0.0.1:{sock.getsockname()[1]}",
+                                timeout_seconds=0.2)
+        result = await deployment_hook(api).fire(EVENT, dry_run=False)
+    finally:
+        await runner.cleanup()
+    assert result.outcome == "failed"
+    assert result.detail["error"].startswith("0 Unreachable: GET http://127.0.0.1:")
