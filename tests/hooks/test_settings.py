@@ -129,3 +129,21 @@ def test_official_client_reads_the_named_kubeconfig(tmp_path: Path) -> None:
     api = OfficialKubernetesApi.from_environment(kubeconfig=kubeconfig)
     assert api._api_client.configuration.host == "https://127.0.0.1:6443"
     assert api._auth_headers() == {"authorization": "Bearer abc"}
+
+
+def test_documented_example_is_a_valid_config() -> None:
+    import textwrap
+
+    import yaml
+
+    import service.hooks
+
+    doc = service.hooks.__doc__ or ""
+    lines = []
+    for line in doc.split("::", 1)[1].splitlines()[1:]:
+        if line and not line.startswith(" "):
+            break
+        lines.append(line)
+    example = yaml.safe_load(textwrap.dedent("\n".join(lines)))
+    settings = HooksSettings.model_validate(example["hooks"])
+    assert [h.name for h in settings.hooks] == ["pager", "undo-digits", "last-known-good"]
