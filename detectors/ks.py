@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike
 from detectors.base import FloatArray, check_choice
 from detectors.ks_distribution import KSPValueTable, ks_statistics
 from detectors.multiple_testing import CORRECTIONS, combine_p_values
-from detectors.windowed import TestOutcome, WindowedTwoSampleTest
+from detectors.windowed import TwoSampleOutcome, WindowedTwoSampleTest
 
 
 class KSDrift(WindowedTwoSampleTest):
@@ -128,9 +128,9 @@ class KSDrift(WindowedTwoSampleTest):
         lcm = (n1 // math.gcd(n1, n2)) * n2
         return h / lcm, self._table(h)
 
-    def _test(self, window: FloatArray, rng: np.random.Generator) -> TestOutcome:
+    def _test(self, window: FloatArray, rng: np.random.Generator) -> TwoSampleOutcome:
         stats, p_values = self.column_p_values(window)
         self._statistics = stats
         self._p_values = p_values
         p = combine_p_values(p_values, self.correction)
-        return TestOutcome(p < self.alpha, float(stats.max()), p, self.alpha)
+        return TwoSampleOutcome(p < self.alpha, float(stats.max()), p, self.alpha)

@@ -7,7 +7,7 @@ from numpy.typing import ArrayLike
 
 from detectors.base import FloatArray, check_positive_float, check_positive_int
 from detectors.kernels import median_bandwidth, squared_distances
-from detectors.windowed import TestOutcome, WindowedTwoSampleTest
+from detectors.windowed import TwoSampleOutcome, WindowedTwoSampleTest
 
 #: Kernel rows computed at once during a test (bounds the transient memory).
 _BLOCK_ROWS = 512
@@ -119,13 +119,13 @@ class MMDDrift(WindowedTwoSampleTest):
         if self._reference.ndim != 2 or self._reference.shape[1] != self._n_features:
             raise ValueError("state reference does not match the number of features")
 
-    def _test(self, window: FloatArray, rng: np.random.Generator) -> TestOutcome:
+    def _test(self, window: FloatArray, rng: np.random.Generator) -> TwoSampleOutcome:
         stats = mmd_permutation_statistics(
             self._reference, window, self._bandwidth, self.n_permutations, rng
         )
         observed = stats[0]
         p = float((1 + int((stats[1:] >= observed).sum())) / (1 + self.n_permutations))
-        return TestOutcome(p < self.alpha, float(observed), p, self.alpha)
+        return TwoSampleOutcome(p < self.alpha, float(observed), p, self.alpha)
 
 
 def mmd_permutation_statistics(

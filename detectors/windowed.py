@@ -21,13 +21,18 @@ from detectors.base import (
 )
 
 
-class TestOutcome(NamedTuple):
+class TwoSampleOutcome(NamedTuple):
     """The result of one two-sample test on a full window."""
 
     detected: bool
     score: float
     p_value: float
     threshold: float
+
+
+#: Former name, kept for detectors/alibi.py.
+TestOutcome = TwoSampleOutcome
+TestOutcome.__test__ = False  # type: ignore[attr-defined]  # not a pytest test class
 
 
 class WindowedTwoSampleTest(DriftDetector):
@@ -128,5 +133,5 @@ class WindowedTwoSampleTest(DriftDetector):
         self._pos = int((self._pos + k) % self.window_size)
 
     @abstractmethod
-    def _test(self, window: FloatArray, rng: np.random.Generator) -> TestOutcome:
+    def _test(self, window: FloatArray, rng: np.random.Generator) -> TwoSampleOutcome:
         """Tests a full window (row order is arbitrary) against the reference."""

@@ -50,4 +50,31 @@ CASES: list[Case] = [
         _gauss(120, 3, shift_after=60),
         [{"n_permutations": 0}, {"bandwidth": -1.0}, {"alpha": 0.0}, {"window_size": "x"}],
     ),
+    Case(
+        "CVMDrift",
+        lambda s: dt.CVMDrift(window_size=20, test_every=10, seed=s),
+        _gauss(200, 3),
+        _gauss(120, 3, shift_after=60),
+        [{"window_size": 0}, {"alpha": -0.1}, {"correction": "none"}],
+    ),
+    Case(
+        "RffMmdOnline",
+        lambda s: dt.RffMmdOnline(ert=100, window_size=10, n_bootstraps=200, n_features=32, seed=s),
+        _gauss(400, 3),
+        _gauss(120, 3, shift_after=60),
+        [{"ert": 1.0}, {"window_size": 1}, {"n_bootstraps": 5}, {"n_features": 1}],
+    ),
+    Case(
+        "CVMOnline",
+        lambda s: dt.CVMOnline(ert=100, window_sizes=(5, 10), n_bootstraps=200, seed=s),
+        _gauss(300, 3),
+        _gauss(120, 3, shift_after=60),
+        [
+            {"ert": 0.5},
+            {"window_sizes": [1]},
+            {"window_sizes": "ab"},
+            {"n_bootstraps": 0},
+            {"window_size": 10},
+        ],
+    ),
 ]
