@@ -22,3 +22,21 @@ def alibi_cd() -> tuple[Any, str | None]:
         print(f"  alibi-detect skipped: {reason}")
         return None, reason
     return cd, None
+
+
+def single_threaded() -> object:
+    """Limits BLAS (numpy, scipy) and torch to one thread; keep the returned handle alive.
+
+    The two cores are shared with other users: a multi-threaded contender then waits on
+    busy cores (torch's MMD online detector ran ~20x slower with 2 threads under load), so
+    every contender gets one thread and the comparison measures the algorithms.
+    """
+    from threadpoolctl import threadpool_limits
+
+    handle = threadpool_limits(limits=1)
+    try:
+        import torch
+    except ImportError:
+        return handle
+    torch.set_num_threads(1)
+    return handle

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import stats
 
 import detectors
-from benchmarks.alibi_import import alibi_cd
+from benchmarks.alibi_import import alibi_cd, single_threaded
 from benchmarks.harness import Target, alternating_rounds, median, parse_args, report
 
 SPEEDUP_TARGET = 20.0
@@ -247,6 +247,7 @@ def bench_mmd_online(cfg: dict[str, Any], cd: Any, rounds: int) -> dict[str, Any
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(__doc__.splitlines()[0] if __doc__ else "", argv)
     warnings.filterwarnings("ignore")
+    threads = single_threaded()
     cd, skipped = alibi_cd()
     settings = _settings(args.quick)
     results: dict[str, Any] = {"settings": settings, "alibi_skipped": skipped}
@@ -302,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "alibi-detect|", res["max_abs_diff_asymptotic_vs_alibi"],
                            P_VALUE_TOLERANCE, "<=")
                 )
+    del threads
     return report("detectors_speed", results, targets, args.json, quick=args.quick)
 
 
