@@ -190,13 +190,16 @@ def _rendered_config(values: dict[str, Any]) -> dict[str, Any]:
             },
         },
     }
+    if values["admin"]["tokenSecret"]["name"]:
+        from_chart["hooks"] = {"inbound": {"token": {"env": "OUTRIDER_ADMIN_TOKEN"}}}
     return coalesce(values["config"], from_chart)
 
 
 def test_helper_sets_the_keys_the_python_mirror_sets() -> None:
     helper = (CHART_DIR / "templates/_helpers.tpl").read_text()
     for key in ('"state_dir"', '"admin"', '"host" "0.0.0.0"', '"listen_host"',
-                '"listen_port"', '"upstream"', "mustMergeOverwrite (deepCopy .Values.config)"):
+                '"listen_port"', '"upstream"', "mustMergeOverwrite (deepCopy .Values.config)",
+                '(dict "inbound" (dict "token" (dict "env" "OUTRIDER_ADMIN_TOKEN")))'):
         assert key in helper
 
 

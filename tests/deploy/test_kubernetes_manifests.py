@@ -101,6 +101,19 @@ def test_service_monitor_names_the_job_the_alert_rules_expect() -> None:
     assert monitor["spec"]["endpoints"][0]["port"] == "admin"
 
 
+def test_inbound_token_comes_from_the_secret_the_pod_exports() -> None:
+    config = yaml.safe_load((DEPLOY_DIR / "kubernetes/base/outrider-config.yaml").read_text())
+    assert config["admin"]["host"] == "0.0.0.0"
+    assert config["hooks"]["inbound"]["token"] == {"env": "OUTRIDER_ADMIN_TOKEN"}
+    (deployment,) = _documents(DEPLOY_DIR / "kubernetes/base/deployment.yaml")
+    (outrider,) = [c for c in deployment["spec"]["template"]["spec"]["containers"]
+                   if c["name"] == "outrider"]
+    env = {e["name"]: e for e in outrider["env"]}
+    assert env["OUTRIDER_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "outrider-admin-token", "key": "token",
+    }
+
+
 def test_outrider_config_passes_outrider_config_check() -> None:
     config = DEPLOY_DIR / "kubernetes/base/outrider-config.yaml"
     result = run_tool(
@@ -144,6 +157,9 @@ def test_flagger_webhooks_call_outriders_endpoints() -> None:
     hooks = {hook["type"]: hook["url"] for hook in canary["spec"]["analysis"]["webhooks"]}
     assert hooks["rollback"].endswith(":8081/flagger/rollback")
     assert hooks["confirm-promotion"].endswith(":8081/flagger/confirm-promotion")
+    assert canary["spec"]["service"]["portDiscovery"] is True
+    for hook in canary["spec"]["analysis"]["webhooks"]:
+        assert hook["metadata"] == {"model": "digits"}
     templates = {m["templateRef"]["name"] for m in canary["spec"]["analysis"]["metrics"]}
     defined = {doc["metadata"]["name"]
                for doc in _documents(DEPLOY_DIR / "kubernetes/flagger/metric-templates.yaml")}

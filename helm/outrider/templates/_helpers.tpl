@@ -44,7 +44,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 outrider's config file: the user's `config`, with the keys that must agree with the pod
-(ports, bind addresses, state directory) set from the chart's values.
+(ports, bind addresses, state directory, the inbound token's source) set from the chart's
+values.
 */}}
 {{- define "outrider.config" -}}
 {{- $upstreamHost := .Values.upstream.host }}
@@ -58,5 +59,8 @@ outrider's config file: the user's `config`, with the keys that must agree with 
     "listen_host" "0.0.0.0"
     "listen_port" .Values.listen.port
     "upstream" (dict "host" $upstreamHost "port" .Values.upstream.port)) }}
+{{- if .Values.admin.tokenSecret.name }}
+{{- $_ := set $fromChart "hooks" (dict "inbound" (dict "token" (dict "env" "OUTRIDER_ADMIN_TOKEN"))) }}
+{{- end }}
 {{- toYaml (mustMergeOverwrite (deepCopy .Values.config) $fromChart) }}
 {{- end }}
