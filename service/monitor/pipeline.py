@@ -582,7 +582,8 @@ class MonitorPipeline:
                 "streams": streams,
                 "captures": captures,
                 "evidence": evidence,
-                "versions": self._versions.state_dict(),
+                # JSON: model names may hold '/', which checkpoint keys may not.
+                "versions": json.dumps(self._versions.state_dict()),
             }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> list[str]:
@@ -597,12 +598,18 @@ class MonitorPipeline:
             raise ValueError(
                 f"monitor state format_version {found!r} is not {STATE_FORMAT_VERSION}"
             )
-        for key in ("streams", "captures", "versions"):
+        for key in ("streams", "captures"):
             if not isinstance(state.get(key), Mapping):
                 raise ValueError(f"monitor state lacks a {key!r} mapping")
+        try:
+            versions = json.loads(str(state.get("versions")))
+            if not isinstance(versions, dict):
+                raise ValueError("not a mapping")
+        except ValueError as exc:
+            raise ValueError(f"monitor state versions unreadable: {exc}") from None
         skipped: list[str] = []
         with self._state_lock:
-            self._versions.load_state_dict(dict(state["versions"]))
+            self._versions.load_state_dict(versions)
             for entry in state["captures"].values():
                 signal = self._find(str(entry.get("model")), str(entry.get("signal")))
                 if signal is None or signal.capture is None:

@@ -14,6 +14,7 @@ from service.monitor.pipeline import MonitorPipeline
 from service.monitor.readings import DetectorReading
 from service.monitor.reference import ReferenceError, ReferenceMismatch, ReferenceStore
 from service.monitor.settings import PipelineSettings
+from service.store.checkpoints import CheckpointStore
 
 D = 4
 
@@ -164,8 +165,13 @@ def test_state_round_trip_continues_identically(
     a, _, _ = _pipeline(_settings(), reference_dir, clock=FakeClock())
     _feed(a, make_observation, first)
     state = a.state_dict()
+    # Through the real checkpoint store, as the app does it.
+    store = CheckpointStore(reference_dir / "checkpoints")
+    store.save("monitor", state)
+    restored = store.load("monitor")
+    assert restored is not None
     b, _, b_readings = _pipeline(_settings(), reference_dir, clock=FakeClock())
-    assert b.load_state_dict(state) == []
+    assert b.load_state_dict(restored) == []
     _feed(a, make_observation, second)
     _feed(b, make_observation, second)
     ra = a.readings()
@@ -303,7 +309,9 @@ def test_capture_takes_first_rows_persists_and_is_not_retaken(
     # A restart before the capture completed resumes it from the checkpoint.
     fresh_dir = tmp_path / "fresh"
     resumed, _, _ = _pipeline(settings, fresh_dir)
-    assert resumed.load_state_dict(partial) == []
+    store = CheckpointStore(fresh_dir / "checkpoints")
+    store.save("monitor", partial)
+    assert resumed.load_state_dict(store.load("monitor") or {}) == []
     assert resumed.capture_progress() == {("demo", "features"): (20, 30)}
 
 
@@ -340,6 +348,13 @@ def test_time_window_tests_each_period(
     _feed(pipeline, make_observation, rng.normal(size=(5, D)))
     assert readings[-1].drift_detected is True
     assert registry.get_sample_value("outrider_drift_detected", LABELS) == 1.0
+    store = CheckpointStore(reference_dir / "checkpoints")
+    store.save("monitor", pipeline.state_dict())
+    again, _, _ = _pipeline(settings, reference_dir, clock=clock)
+    assert again.load_state_dict(store.load("monitor") or {}) == []
+    assert again.state_dict()["streams"]["0"]["state"]["last"].tolist() == (
+        pipeline.state_dict()["streams"]["0"]["state"]["last"].tolist()
+    )
 
 
 def test_on_reading_failure_does_not_stop_the_pipeline(

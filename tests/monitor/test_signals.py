@@ -104,3 +104,18 @@ def test_embedder_load_errors_are_typed(tmp_path: Path) -> None:
     path = _linear_onnx(tmp_path / "e.onnx", np.eye(2))
     with pytest.raises(EmbedderError, match="has no output 'nope'; outputs: emb"):
         OnnxEmbedder(EmbedderSettings(path=path, input="x", output="nope"))
+
+
+def test_text_embedder_without_tokenizers_says_what_to_install(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    try:
+        import tokenizers  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("tokenizers is installed")
+    path = _linear_onnx(tmp_path / "e.onnx", np.eye(2))
+    (tmp_path / "tokenizer.json").write_text("{}")
+    settings = EmbedderSettings(path=path, input="text", tokenizer=tmp_path / "tokenizer.json")
+    with pytest.raises(EmbedderError, match="pip install tokenizers"):
+        OnnxEmbedder(settings)
