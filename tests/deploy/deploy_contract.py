@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,27 @@ def exported_series_names() -> frozenset[str]:
         names |= {f"{histogram}_bucket", f"{histogram}_sum", f"{histogram}_count"}
     names -= HISTOGRAMS
     return frozenset(names)
+
+
+_REFERENCED = re.compile(r"(?<![:\w])outrider_[a-z_]+(?![:\w])")
+
+
+def referenced_metric_families() -> frozenset[str]:
+    """Every outrider metric family that rules, dashboards and manifests in deploy/ read."""
+    names: set[str] = set()
+    for path in [
+        *(DEPLOY_DIR / "grafana").glob("*.json"),
+        *(DEPLOY_DIR / "prometheus").glob("*.yaml"),
+        *(DEPLOY_DIR / "kubernetes").rglob("*.yaml"),
+    ]:
+        names |= set(_REFERENCED.findall(path.read_text()))
+    families = set()
+    for name in names:
+        for histogram in HISTOGRAMS:
+            if name in {f"{histogram}_bucket", f"{histogram}_sum", f"{histogram}_count"}:
+                name = histogram
+        families.add(name)
+    return frozenset(families)
 
 
 def tool_path(name: str) -> str:
