@@ -173,6 +173,16 @@ class _Signal:
         return tuple((int(i), round(float(shift[i]), 6)) for i in order)
 
 
+def _payload_preview(extractor: SignalExtractor, call: DecodedCall, limit: int = 8) -> str:
+    """The first values of the offending tensor, for logs when `log_payloads` allows it."""
+    try:
+        tensor = extractor.tensor_of(call)
+    except SignalError:
+        return "absent"
+    flat = tensor.reshape(-1)[:limit]
+    return f"shape {list(tensor.shape)} {tensor.dtype} first {flat.tolist()!r}"
+
+
 class MonitorPipeline:
     """The observation sink and detector worker; see the module docstring.
 
@@ -367,7 +377,10 @@ class MonitorPipeline:
                     else signal.extractor.rows(call)
                 )
             except SignalError as exc:
-                self.signal_errors.inc((signal.model, signal.name, exc.reason), detail=exc.detail)
+                detail = exc.detail
+                if self.monitor.log_payloads:
+                    detail += f"; payload: {_payload_preview(signal.extractor, call)}"
+                self.signal_errors.inc((signal.model, signal.name, exc.reason), detail=detail)
                 continue
             if signal.extractor.embedder is None and parts and rows.shape[1] != parts[0].shape[1]:
                 self.signal_errors.inc(

@@ -401,3 +401,19 @@ def test_bad_detector_params_fail_at_start(
     missing = _settings(detectors=[{"type": "energy", "window": 10}])
     with pytest.raises(DetectorBuildError, match="needs detectors.NoSuchScorer, not available"):
         MonitorPipeline(missing, registry=None, state_dir=reference_dir)
+
+
+def test_payloads_reach_logs_only_when_allowed(
+    reference_dir: Path, make_observation: Callable[..., Any]
+) -> None:
+    from structlog.testing import capture_logs
+
+    nan = np.array([[np.nan, 1.0, 2.0, 3.0]], dtype=np.float32)
+    for allowed in (False, True):
+        pipeline, _, _ = _pipeline(_settings(log_payloads=allowed), reference_dir)
+        pipeline.offer(make_observation(inputs={"x": nan}))
+        with capture_logs() as logs:
+            pipeline.drain()
+        (event,) = [e for e in logs if e["event"] == "signal_error"]
+        assert event["reason"] == "non_finite"
+        assert ("first [nan, 1.0, 2.0, 3.0]" in event["detail"]) is allowed
