@@ -216,20 +216,21 @@ async def _replay(target: str, rows: np.ndarray, rate: float, concurrency: int) 
     return elapsed
 
 
-async def _probe_for(target: str, rows: np.ndarray, seconds: float, rate: float, conc: int) -> int:
+async def _probe_for(
+    target: str, rows: np.ndarray, seconds: float, rate: float, conc: int, sent: dict[str, int]
+) -> None:
+    """Replays probes until cancelled or `seconds` pass; counts answered rows in `sent`."""
     from service.oip.client import InferenceClient
     from service.probes.rate_limit import ProbeRateLimiter
     from service.probes.replay import PROBE_METADATA, ProbeReplayer
 
-    sent = 0
     async with InferenceClient(target, metadata=PROBE_METADATA) as client:
         replayer = ProbeReplayer(client, ProbeRateLimiter(rate, conc))
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
-            chunk = rows[: max(32, int(rate))]  # about one second of probes per replay
+            chunk = rows[:32]
             await replayer.replay("demo", "pixels", "probabilities", chunk, batch_size=32)
-            sent += len(chunk)
-    return sent
+            sent["rows"] += len(chunk)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         time.sleep(warmup)
         windows: list[tuple[str, float, float]] = []
+        probes_sent = {"rows": 0}
         for r in range(p99_rounds):
             order = ["without", "with"] if r % 2 == 0 else ["with", "without"]
             for cond in order:
@@ -324,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                         phase + 60,
                         defaults.max_probes_per_second,
                         defaults.max_concurrency,
+                        probes_sent,
                     )
                     with contextlib.suppress(asyncio.TimeoutError):
                         loop.run_until_complete(asyncio.wait_for(probing, phase))
@@ -359,11 +362,13 @@ def main(argv: list[str] | None = None) -> int:
         "pooled_ratio": p99_with / p99_without,
         "median_round_ratio": median(ratios) if ratios else float("nan"),
         "requests": {k: len(v) for k, v in pooled.items()},
+        "probe_rows_answered": probes_sent["rows"],
     }
     print(
         f"production p99 {p99_without * 1e3:.2f} ms without probes, {p99_with * 1e3:.2f} ms with "
         f"(pooled ratio {results['p99']['pooled_ratio']:.3f}, median per-round ratio "
-        f"{results['p99']['median_round_ratio']:.3f})"
+        f"{results['p99']['median_round_ratio']:.3f}; {probes_sent['rows']} probe rows answered "
+        f"during the probing phases)"
     )
 
     attack = results["attack"]

@@ -14,8 +14,8 @@ from service.monitor.readings import ProbeReading
 from service.probes.builder import BuildOptions, build_suite
 from service.probes.scheduler import ProbeScheduler
 from service.probes.settings import ProbeSettings
-from service.probes.suite import ProbeSuite, load_suite, save_suite
 from service.probes.signature import TensorSpec
+from service.probes.suite import ProbeSuite, load_suite, save_suite
 from tests.probes.serving import RecordingServer, degraded_copy, start_recording_server
 
 

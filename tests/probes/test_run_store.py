@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from service.probes.run_store import RunRecord, RunStore
+
+
+def _run(**overrides: object) -> RunRecord:
+    fields: dict[str, object] = {
+        "model": "demo",
+        "version": "1",
+        "suite": "s",
+        "suite_digest": "abc",
+        "kind": "noise",
+        "started_at": 10.0,
+        "finished_at": 11.0,
+        "outcome": "ok",
+        "probes": 4,
+        "accuracy": 0.75,
+        "predictions": np.array([3, 1, 4, 1]),
+    }
+    fields.update(overrides)
+    return RunRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_runs_round_trip_with_predictions_and_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "probes" / "runs.sqlite"
+    store = RunStore(path)
+    first = store.record_run(_run())
+    store.record_run(
+        _run(
+            version="2",
+            outcome="failed",
+            predictions=None,
+            accuracy=None,
+            error="gRPC UNAVAILABLE: down",
+        )
+    )
+    store.close()
+    store = RunStore(path)
+    ok = store.last_ok_run("demo", "s", "1", "abc")
+    assert ok is not None and ok.id == first
+    np.testing.assert_array_equal(ok.predictions, [3, 1, 4, 1])
+    assert store.last_ok_run("demo", "s", "2", "abc") is None
+    assert store.last_ok_run("demo", "s", "1", "other-digest") is None
+    assert [r.outcome for r in store.runs()] == ["failed", "ok"]
+    assert store.runs(limit=1)[0].error == "gRPC UNAVAILABLE: down"
+    store.close()
+
+
+def test_versions_and_known_good(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    assert store.note_version("demo", "1", 5.0) is True
+    assert store.note_version("demo", "1", 9.0) is False
+    assert store.version_state("demo", "1") == (5.0, None)
+    store.mark_regressed("demo", "1", 7.0)
+    store.mark_regressed("demo", "1", 8.0)
+    assert store.version_state("demo", "1") == (5.0, 7.0)
+    assert store.known_good("demo") is None
+    store.set_known_good("demo", "1", 6.0)
+    store.set_known_good("demo", "2", 7.0)
+    assert store.known_good("demo") == "2"
+    store.record_run(_run(started_at=4.0))
+    store.record_run(_run(started_at=6.0))
+    assert store.ok_runs_since("demo", "1", 5.0) == 1
+    store.close()
