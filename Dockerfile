@@ -12,7 +12,8 @@
 #                Flagger and Argo Rollouts endpoints
 # Volumes: /var/lib/outrider   state: incidents.sqlite, references/, checkpoints/,
 #                              probes/, plots/ (keep it on a persistent volume)
-#          /etc/outrider       config.yaml (mounted read-only, e.g. from a ConfigMap)
+#          /etc/outrider       config.yaml (a default ships, deploy/docker/config.yaml;
+#                              mount yours read-only, e.g. from a ConfigMap)
 #
 # The pip steps below are replayed in a fresh virtualenv by
 # tests/deploy/test_dockerfile.py, so keep each one in its own RUN.
@@ -60,6 +61,9 @@ RUN groupadd --system --gid 10001 outrider \
 # Install from the builder's wheels only (no index): the image gets exactly what was built.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels "outrider[k8s]==${OUTRIDER_VERSION}"
+
+# A working default; mount your own config over it.
+COPY deploy/docker/config.yaml /etc/outrider/config.yaml
 
 WORKDIR /var/lib/outrider
 USER 10001:10001

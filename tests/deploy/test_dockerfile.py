@@ -6,6 +6,7 @@ Dockerfile's own pip steps (parsed from the file, not copied) in fresh virtualen
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -116,7 +117,17 @@ def test_runtime_stage_has_no_compiler_and_copies_nothing_from_the_builder() -> 
             for compiler in _COMPILERS:
                 assert compiler not in run, f"compiler {compiler!r} in the runtime stage"
     # The wheels come in through a build-time bind mount and never land in a layer.
-    assert final.all("COPY") == []
+    assert final.all("COPY") == ["deploy/docker/config.yaml /etc/outrider/config.yaml"]
+
+
+def test_default_config_in_the_image_passes_config_check() -> None:
+    result = run_tool(
+        [sys.executable, "-c", "import sys; from service.cli import main; "
+         "sys.exit(main(['config', 'check', '--quiet', sys.argv[1]]))",
+         str(REPO_ROOT / "deploy/docker/config.yaml")],
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_runtime_stage_is_documented_and_runs_outrider_serve_as_non_root() -> None:
@@ -141,18 +152,37 @@ def test_image_version_matches_the_package_version() -> None:
     assert global_args["OUTRIDER_VERSION"] == pyproject["project"]["version"]
 
 
-def test_everything_the_builder_copies_exists_and_is_not_dockerignored() -> None:
-    _, (builder, _) = _dockerfile()
-    ignored = {
-        line.strip()
-        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    }
-    for copy in builder.all("COPY"):
-        *sources, _ = copy.split()
-        for source in sources:
-            assert (REPO_ROOT / source).exists(), f"Dockerfile copies missing {source}"
-            assert source not in ignored, f"{source} is excluded by .dockerignore"
+def _dockerignored(path: str) -> bool:
+    """Docker's rule: the last matching line wins; `!` re-includes; a directory covers its tree."""
+    ignored = False
+    for line in (REPO_ROOT / ".dockerignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negated = pattern.startswith("!")
+        pattern = pattern.lstrip("!")
+        parts = Path(path).parts
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        if any(fnmatch.fnmatch(prefix, pattern) for prefix in prefixes):
+            ignored = not negated
+    return ignored
+
+
+def test_dockerignore_rule_reading() -> None:
+    assert _dockerignored("tests/deploy/test_dockerfile.py")
+    assert _dockerignored("deploy/grafana/outrider-overview.json")
+    assert not _dockerignored("deploy/docker/config.yaml")
+    assert not _dockerignored("service/cli.py")
+
+
+def test_everything_the_dockerfile_copies_exists_and_is_not_dockerignored() -> None:
+    _, stages = _dockerfile()
+    for stage in stages:
+        for copy in stage.all("COPY"):
+            *sources, _ = copy.split()
+            for source in sources:
+                assert (REPO_ROOT / source).exists(), f"Dockerfile copies missing {source}"
+                assert not _dockerignored(source), f"{source} is excluded by .dockerignore"
 
 
 def _replay(step: str, python: Path, wheels: Path, version: str) -> str:
