@@ -11,8 +11,12 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service.version import __version__
+
+if TYPE_CHECKING:
+    from service.config import OutriderSettings
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
@@ -62,8 +66,9 @@ def _cmd_modelserver(args: argparse.Namespace) -> int:
             port=args.port,
             max_message_bytes=args.max_message_bytes,
         )
-        print(f"serving {args.name} (version {args.version}) on {args.host}:{server.port}",
-              flush=True)
+        print(
+            f"serving {args.name} (version {args.version}) on {args.host}:{server.port}", flush=True
+        )
         await serve_until_signalled(server)
 
     try:
@@ -71,6 +76,66 @@ def _cmd_modelserver(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"cannot start the model server: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _load_or_exit(path: Path | None) -> OutriderSettings:
+    """The settings, or a printout of every error and exit status 2."""
+    from service.config import ConfigError, load_settings
+
+    try:
+        return load_settings(path)
+    except ConfigError as error:
+        print(
+            f"{error.source}: invalid configuration ({len(error.errors)} error(s))", file=sys.stderr
+        )
+        for line in error.errors:
+            print(f"  {line}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from service.app import serve
+    from service.log_setup import configure_logging
+
+    settings = _load_or_exit(args.config)
+    configure_logging(settings.logging.level, settings.logging.format)
+    try:
+        asyncio.run(serve(settings))
+    except Exception as error:  # a start-up failure: say what, exit non-zero, no traceback wall
+        import structlog
+
+        structlog.get_logger("outrider").error(
+            "outrider.failed", error=str(error), error_type=type(error).__name__
+        )
+        return 1
+    return 0
+
+
+def _cmd_incidents(args: argparse.Namespace) -> int:
+    from service.store.incidents import IncidentStore, UnknownIncidentError
+    from service.store.incidents_cli import format_incident, format_incident_list
+
+    if args.state_dir:
+        state_dir = Path(args.state_dir)
+    elif args.config:
+        state_dir = _load_or_exit(args.config).state_dir
+    else:
+        state_dir = Path("./outrider-state")
+    database = state_dir / "incidents.sqlite"
+    if not database.exists():
+        print(f"no incidents database at {database}", file=sys.stderr)
+        return 1
+    with IncidentStore(database) as store:
+        if args.incidents_command == "list":
+            incidents = store.list_incidents(status=args.status, limit=args.limit)
+            sys.stdout.write(format_incident_list(incidents, args.json))
+            return 0
+        try:
+            sys.stdout.write(format_incident(store.get_incident(args.id), args.json))
+        except UnknownIncidentError as error:
+            print(str(error), file=sys.stderr)
+            return 1
     return 0
 
 
@@ -82,31 +147,65 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     version = commands.add_parser("version", help="print the version")
-    version.set_defaults(handler=_cmd_version)
+    version.set_defaults(func=_cmd_version)
 
     config = commands.add_parser("config", help="work with configuration files")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     check = config_commands.add_parser("check", help="validate config files, naming every error")
     check.add_argument("files", nargs="+", metavar="FILE")
     check.add_argument("-q", "--quiet", action="store_true", help="no normalised summary")
-    check.set_defaults(handler=_cmd_config_check)
+    check.set_defaults(func=_cmd_config_check)
 
     modelserver = commands.add_parser(
         "modelserver", help="serve an ONNX model over the Open Inference Protocol (gRPC)"
     )
     modelserver.add_argument("--model", help="ONNX file (default: build the demo model)")
-    modelserver.add_argument("--demo", default="digits", choices=["digits", "mnist"],
-                             help="demo model to build when --model is not given")
-    modelserver.add_argument("--state-dir", default="./outrider-state",
-                             help="where the demo model is built and cached")
+    modelserver.add_argument(
+        "--demo",
+        default="digits",
+        choices=["digits", "mnist"],
+        help="demo model to build when --model is not given",
+    )
+    modelserver.add_argument(
+        "--state-dir", default="./outrider-state", help="where the demo model is built and cached"
+    )
     modelserver.add_argument("--name", default="demo", help="model name clients ask for")
     modelserver.add_argument("--version", default="1", help="model version served")
     modelserver.add_argument("--host", default="127.0.0.1")
     modelserver.add_argument("--port", type=int, default=8000)
     modelserver.add_argument("--max-message-bytes", type=int, default=64 * 1024 * 1024)
-    modelserver.add_argument("--log-level", default="info",
-                             choices=["debug", "info", "warning", "error"])
-    modelserver.set_defaults(handler=_cmd_modelserver)
+    modelserver.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    modelserver.set_defaults(func=_cmd_modelserver)
+
+    serve = commands.add_parser("serve", help="run the sidecar: relay, monitor, alerts, admin HTTP")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML config (default: built-in defaults and OUTRIDER_* variables)",
+    )
+    serve.set_defaults(func=_cmd_serve)
+
+    from service.monitor.reference_cli import add_reference_subcommands
+
+    add_reference_subcommands(commands, load_config=_load_or_exit)
+
+    incidents = commands.add_parser("incidents", help="list and show incidents")
+    incidents_commands = incidents.add_subparsers(dest="incidents_command", required=True)
+    for name in ("list", "show"):
+        sub = incidents_commands.add_parser(name, help=f"{name} incidents")
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument("--config", type=Path, help="read state_dir from this config")
+        where.add_argument("--state-dir", help="state directory (default ./outrider-state)")
+        sub.add_argument("--json", action="store_true", help="JSON instead of a table")
+        if name == "show":
+            sub.add_argument("id", type=int, help="incident id")
+        else:
+            sub.add_argument("--status", choices=["open", "resolved"], default=None)
+            sub.add_argument("--limit", type=int, default=50)
+        sub.set_defaults(func=_cmd_incidents)
     return parser
 
 
@@ -114,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        status: int = args.handler(args)
+        status: int = args.func(args)
     except KeyboardInterrupt:
         return 130
     return status

@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from service.dataplane.settings import DataplaneSettings
+from service.hooks.settings import HooksSettings
+from service.monitor.alert_settings import AlertRules
+from service.monitor.settings import ModelSettings, MonitorSettings
+from service.probes.settings import ProbeSettings
 
 
 class AdminSettings(BaseModel):
@@ -27,13 +31,8 @@ class AdminSettings(BaseModel):
         description="Bind address. Anything but loopback makes mutating endpoints need a token.",
     )
     port: int = Field(default=8081, ge=0, le=65535, description="Bind port (0 picks one).")
-    token_env: str | None = Field(
-        default="OUTRIDER_ADMIN_TOKEN",
-        description="Environment variable holding the bearer token for mutating endpoints.",
-    )
-    token_file: Path | None = Field(
-        default=None, description="File holding the bearer token (wins over token_env)."
-    )
+    # The bearer token of mutating endpoints is `hooks.inbound.token`: those endpoints are
+    # the hooks' inbound side.
 
     @property
     def loopback_only(self) -> bool:
@@ -56,9 +55,6 @@ class LoggingSettings(BaseModel):
     format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: console on a TTY, JSON lines otherwise."
     )
-    log_payloads: bool = Field(
-        default=False, description="Include request payloads in logs and incidents (off: privacy)."
-    )
 
 
 class CheckpointSettings(BaseModel):
@@ -75,7 +71,10 @@ class OutriderSettings(BaseSettings):
     """The whole configuration of one outrider sidecar."""
 
     model_config = SettingsConfigDict(
-        env_prefix="OUTRIDER_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+        env_prefix="OUTRIDER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        nested_model_default_partial_update=True,
     )
 
     state_dir: Path = Field(
@@ -89,6 +88,32 @@ class OutriderSettings(BaseSettings):
     )
     checkpoints: CheckpointSettings = Field(
         default_factory=CheckpointSettings, description="Detector state checkpoints."
+    )
+    models: dict[str, ModelSettings] = Field(
+        default_factory=dict,
+        description="Monitored models by name: their signals, references and detectors.",
+    )
+    monitor: MonitorSettings = Field(
+        default_factory=MonitorSettings, description="The monitor worker: queue, batches, limits."
+    )
+    alerts: AlertRules = Field(
+        default_factory=list, description="In-process alert rules over detector and probe readings."
+    )
+    alert_evaluation_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often alert rules are evaluated."
+    )
+    alert_stale_after_seconds: float | None = Field(
+        default=600.0,
+        gt=0,
+        description="A detector stream with no new reading for this long counts as not "
+        "drifting, so an alert on a version that stopped getting traffic (say, after a "
+        "rollback) resolves. None: never.",
+    )
+    probes: ProbeSettings = Field(
+        default_factory=ProbeSettings, description="Scheduled robustness probes."
+    )
+    hooks: HooksSettings = Field(
+        default_factory=HooksSettings, description="Rollback hooks and inbound endpoints."
     )
 
     @classmethod

@@ -8,8 +8,12 @@ from typing import Literal
 
 import structlog
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def configure_logging(
@@ -36,4 +40,6 @@ def configure_logging(
         cache_logger_on_first_use=False,
     )
     # Libraries that log through the stdlib (aiohttp, apscheduler) land at the same level.
-    logging.basicConfig(level=_LEVELS[level], stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=_LEVELS[level], stream=sys.stderr, format="%(name)s %(levelname)s %(message)s"
+    )

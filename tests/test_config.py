@@ -43,8 +43,10 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("- just\n- a list\n", "(root): the file must hold a mapping of settings"),
-     ("admin: [unclosed\n", "(file): not valid YAML")],
+    [
+        ("- just\n- a list\n", "(root): the file must hold a mapping of settings"),
+        ("admin: [unclosed\n", "(file): not valid YAML"),
+    ],
 )
 def test_unusable_files_are_refused_clearly(tmp_path: Path, text: str, message: str) -> None:
     config = tmp_path / "c.yaml"

@@ -39,7 +39,9 @@ def build_admin_app(
         ready = all(ok for ok, _ in results.values())
         body = {
             "status": "ready" if ready else "not ready",
-            "checks": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in results.items()},
+            "checks": {
+                name: {"ok": ok, "detail": detail} for name, (ok, detail) in results.items()
+            },
         }
         return web.json_response(body, status=200 if ready else 503)
 

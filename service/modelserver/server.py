@@ -48,13 +48,19 @@ async def start_model_server(
     """Loads the model and starts serving; raises OSError when the port cannot be bound."""
     model = OnnxModel(Path(model_path), intra_op_threads=intra_op_threads)
     repository = ModelRepository(model, name=name, version=version)
-    server = grpc.aio.server(options=channel_options(max_message_bytes))
+    # No SO_REUSEPORT: a second server on a taken port must fail, not share it silently.
+    server = grpc.aio.server(
+        options=[*channel_options(max_message_bytes), ("grpc.so_reuseport", 0)]
+    )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(repository, server_version=__version__), server
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # grpcio's way of saying the address is taken or invalid
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot bind the model server to {host}:{port}")
+        raise OSError(f"cannot bind the model server to {host}:{port} (address in use?)")
     await server.start()
     log.info("modelserver.started", model=name, version=version, address=f"{host}:{bound}")
     return ModelServer(server=server, port=bound, repository=repository)

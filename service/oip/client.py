@@ -54,7 +54,9 @@ class InferenceClient:
         self.target = target
         self.metadata = tuple(metadata)
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(target, options=channel_options(max_message_bytes))
+        self._channel = grpc.aio.insecure_channel(
+            target, options=channel_options(max_message_bytes)
+        )
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
 
     async def __aenter__(self) -> InferenceClient:

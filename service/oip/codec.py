@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -81,16 +81,7 @@ class TensorError(ValueError):
         self.detail = detail
 
 
-class _TensorSpec(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def datatype(self) -> str: ...
-    @property
-    def shape(self) -> Sequence[int]: ...
-    @property
-    def contents(self) -> pb.InferTensorContents: ...
-    def HasField(self, field_name: str) -> bool: ...  # noqa: N802 (protobuf's name)
+_TensorSpec = pb.ModelInferRequest.InferInputTensor | pb.ModelInferResponse.InferOutputTensor
 
 
 def numpy_dtype_of(datatype: str) -> np.dtype[Any]:
@@ -156,7 +147,9 @@ def _split_bytes_elements(name: str, raw: bytes, count: int) -> np.ndarray:
         offset += length
     if offset != len(raw):
         raise TensorError(
-            name, "size_mismatch", f"{len(raw) - offset} trailing bytes after {count} BYTES elements"
+            name,
+            "size_mismatch",
+            f"{len(raw) - offset} trailing bytes after {count} BYTES elements",
         )
     return out
 
@@ -193,11 +186,15 @@ def float32_to_bf16_bits(array: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(array), np.uint16(0x7FC0), rounded)
 
 
-def _decode_typed(name: str, datatype: str, shape: tuple[int, ...], tensor: _TensorSpec) -> np.ndarray:
+def _decode_typed(
+    name: str, datatype: str, shape: tuple[int, ...], tensor: _TensorSpec
+) -> np.ndarray:
     field = _CONTENTS_FIELD.get(datatype)
     if field is None:
         if _element_count(shape) == 0:
-            return np.empty(shape, dtype=np.float32 if datatype == "BF16" else numpy_dtype_of(datatype))
+            return np.empty(
+                shape, dtype=np.float32 if datatype == "BF16" else numpy_dtype_of(datatype)
+            )
         raise TensorError(
             name, "unsupported", f"{datatype} has no typed contents; send it as raw contents"
         )
@@ -287,7 +284,9 @@ def _raw_bytes(name: str, array: np.ndarray, datatype: str) -> bytes:
     return np.ascontiguousarray(array, dtype=dtype).tobytes()
 
 
-def _fill_typed(name: str, array: np.ndarray, datatype: str, contents: pb.InferTensorContents) -> None:
+def _fill_typed(
+    name: str, array: np.ndarray, datatype: str, contents: pb.InferTensorContents
+) -> None:
     field = _CONTENTS_FIELD.get(datatype)
     if field is None:
         raise TensorError(name, "unsupported", f"{datatype} has no typed contents; use raw=True")
@@ -328,7 +327,9 @@ def encode_request(
 
     `datatypes` may name inputs to send as BF16 (from float32 arrays).
     """
-    request = pb.ModelInferRequest(model_name=model_name, model_version=model_version, id=request_id)
+    request = pb.ModelInferRequest(
+        model_name=model_name, model_version=model_version, id=request_id
+    )
     for name, value in inputs.items():
         array, datatype = _encode_tensor(name, value, datatypes or {})
         tensor = request.inputs.add(name=name, datatype=datatype, shape=array.shape)

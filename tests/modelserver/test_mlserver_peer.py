@@ -33,9 +33,9 @@ async def test_our_client_calls_mlserver_and_decodes_its_raw_outputs(
 async def test_mlserver_answers_with_raw_output_contents(mlserver_peer: MLServerPeer) -> None:
     request = codec.encode_request("digits", {"predict": load_digits().data[:3]})
     async with grpc.aio.insecure_channel(f"127.0.0.1:{mlserver_peer.grpc_port}") as channel:
-        response: pb.ModelInferResponse = await pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
-            request
-        )
+        response: pb.ModelInferResponse = await pb_grpc.GRPCInferenceServiceStub(
+            channel
+        ).ModelInfer(request)
         metadata = await pb_grpc.GRPCInferenceServiceStub(channel).ModelMetadata(
             pb.ModelMetadataRequest(name="digits")
         )

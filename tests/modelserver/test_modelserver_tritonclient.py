@@ -83,7 +83,9 @@ async def test_requested_outputs_are_filtered(
     client: triton.InferenceServerClient, pixels: np.ndarray
 ) -> None:
     result = await client.infer(
-        "demo", [_input(pixels)], outputs=[triton.InferRequestedOutput("embedding")],
+        "demo",
+        [_input(pixels)],
+        outputs=[triton.InferRequestedOutput("embedding")],
         request_id="req-7",
     )
     response = result.get_response()
@@ -109,8 +111,11 @@ async def test_stream_infer_equals_direct(
 ) -> None:
     async def requests() -> AsyncIterator[dict[str, Any]]:
         for i in range(4):
-            yield {"model_name": "demo", "inputs": [_input(pixels[i * 4 : i * 4 + 4])],
-                   "request_id": str(i)}
+            yield {
+                "model_name": "demo",
+                "inputs": [_input(pixels[i * 4 : i * 4 + 4])],
+                "request_id": str(i),
+            }
         yield {"model_name": "nope", "inputs": [_input(pixels[:1])]}
 
     direct = _direct(demo_model_path, pixels)["probabilities"]
@@ -134,8 +139,12 @@ async def test_stream_infer_equals_direct(
     ],
 )
 async def test_unknown_model_or_version_is_not_found(
-    client: triton.InferenceServerClient, pixels: np.ndarray,
-    model: str, version: str, code: str, message: str,
+    client: triton.InferenceServerClient,
+    pixels: np.ndarray,
+    model: str,
+    version: str,
+    code: str,
+    message: str,
 ) -> None:
     with pytest.raises(InferenceServerException) as info:
         await client.infer(model, [_input(pixels)], model_version=version)
@@ -146,16 +155,23 @@ async def test_unknown_model_or_version_is_not_found(
 @pytest.mark.parametrize(
     ("tensor", "message"),
     [
-        (("pixels", [2, 63], "FP32", np.zeros((2, 63), np.float32)),
-         "input 'pixels': dimension 1 must be 64, got 63 (shape [2, 63])"),
-        (("pixels", [2, 64], "FP64", np.zeros((2, 64), np.float64)),
-         "input 'pixels': expected datatype FP32, got float64"),
-        (("wrong", [1, 64], "FP32", np.zeros((1, 64), np.float32)),
-         "unexpected input 'wrong'; model inputs: ['pixels']"),
+        (
+            ("pixels", [2, 63], "FP32", np.zeros((2, 63), np.float32)),
+            "input 'pixels': dimension 1 must be 64, got 63 (shape [2, 63])",
+        ),
+        (
+            ("pixels", [2, 64], "FP64", np.zeros((2, 64), np.float64)),
+            "input 'pixels': expected datatype FP32, got float64",
+        ),
+        (
+            ("wrong", [1, 64], "FP32", np.zeros((1, 64), np.float32)),
+            "unexpected input 'wrong'; model inputs: ['pixels']",
+        ),
     ],
 )
 async def test_bad_tensors_are_invalid_argument_with_a_clear_message(
-    client: triton.InferenceServerClient, tensor: tuple[str, list[int], str, np.ndarray],
+    client: triton.InferenceServerClient,
+    tensor: tuple[str, list[int], str, np.ndarray],
     message: str,
 ) -> None:
     name, shape, datatype, value = tensor

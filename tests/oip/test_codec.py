@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import numpy as np
@@ -36,7 +37,9 @@ SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5)
 @given(data=st.data())
 def test_numeric_round_trip(datatype: str, raw: bool, data: st.DataObject) -> None:
     dtype = np.dtype(NUMERIC[datatype])
-    array = data.draw(hnp.arrays(dtype, SHAPES, elements={"allow_nan": False} if dtype.kind == "f" else None))
+    array = data.draw(
+        hnp.arrays(dtype, SHAPES, elements={"allow_nan": False} if dtype.kind == "f" else None)
+    )
     if not raw and datatype == "FP16":
         with pytest.raises(codec.TensorError) as info:
             codec.encode_request("m", {"x": array}, raw=False)
@@ -44,7 +47,9 @@ def test_numeric_round_trip(datatype: str, raw: bool, data: st.DataObject) -> No
         return
     request = codec.encode_request("m", {"x": array}, raw=raw)
     assert request.inputs[0].datatype == datatype
-    decoded = codec.decode_request_inputs(pb.ModelInferRequest.FromString(request.SerializeToString()))
+    decoded = codec.decode_request_inputs(
+        pb.ModelInferRequest.FromString(request.SerializeToString())
+    )
     assert decoded["x"].dtype == dtype
     assert decoded["x"].shape == array.shape
     np.testing.assert_array_equal(decoded["x"], array)
@@ -82,7 +87,9 @@ def test_bf16_round_trip_within_bfloat16_precision() -> None:
 
 
 def test_bf16_nan_stays_nan() -> None:
-    request = codec.encode_request("m", {"x": np.array([np.nan], np.float32)}, datatypes={"x": "BF16"})
+    request = codec.encode_request(
+        "m", {"x": np.array([np.nan], np.float32)}, datatypes={"x": "BF16"}
+    )
     assert np.isnan(codec.decode_request_inputs(request)["x"][0])
 
 
@@ -105,19 +112,42 @@ def _request(datatype: str, shape: list[int], raw: bytes | None = None) -> pb.Mo
 @pytest.mark.parametrize(
     ("request_", "reason", "message"),
     [
-        (_request("FP32", [2, 2], b"\0" * 15), "size_mismatch",
-         "tensor 'x': FP32 shape [2, 2] needs 16 bytes, got 15"),
-        (_request("FP32", [-1, 2], b""), "bad_shape", "tensor 'x': shape [-1, 2] has a negative dimension"),
-        (_request("FP32", [1 << 40, 1 << 40], b""), "bad_shape",
-         "tensor 'x': shape [1099511627776, 1099511627776] exceeds 2147483648 elements"),
+        (
+            _request("FP32", [2, 2], b"\0" * 15),
+            "size_mismatch",
+            "tensor 'x': FP32 shape [2, 2] needs 16 bytes, got 15",
+        ),
+        (
+            _request("FP32", [-1, 2], b""),
+            "bad_shape",
+            "tensor 'x': shape [-1, 2] has a negative dimension",
+        ),
+        (
+            _request("FP32", [1 << 40, 1 << 40], b""),
+            "bad_shape",
+            "tensor 'x': shape [1099511627776, 1099511627776] exceeds 2147483648 elements",
+        ),
         (_request("FP128", [1], b"\0"), "unknown_datatype", "tensor 'x': unknown datatype 'FP128'"),
-        (_request("BYTES", [1], b"\x05\0\0\0ab"), "truncated_bytes",
-         "tensor 'x': BYTES element 0 of 1: needs 5 bytes, 2 left"),
-        (_request("BYTES", [2], b"\x01\0\0\0a"), "truncated_bytes",
-         "tensor 'x': BYTES element 1 of 2: length prefix truncated"),
-        (_request("BYTES", [1], b"\x01\0\0\0ab"), "size_mismatch",
-         "tensor 'x': 1 trailing bytes after 1 BYTES elements"),
-        (_request("FP32", [1]), "missing_contents", "tensor 'x': no raw contents and no typed contents"),
+        (
+            _request("BYTES", [1], b"\x05\0\0\0ab"),
+            "truncated_bytes",
+            "tensor 'x': BYTES element 0 of 1: needs 5 bytes, 2 left",
+        ),
+        (
+            _request("BYTES", [2], b"\x01\0\0\0a"),
+            "truncated_bytes",
+            "tensor 'x': BYTES element 1 of 2: length prefix truncated",
+        ),
+        (
+            _request("BYTES", [1], b"\x01\0\0\0ab"),
+            "size_mismatch",
+            "tensor 'x': 1 trailing bytes after 1 BYTES elements",
+        ),
+        (
+            _request("FP32", [1]),
+            "missing_contents",
+            "tensor 'x': no raw contents and no typed contents",
+        ),
     ],
 )
 def test_malformed_tensors_raise_one_typed_error(
@@ -167,7 +197,9 @@ def test_raw_count_must_match_inputs() -> None:
     shape=st.lists(st.integers(min_value=-3, max_value=1 << 33), max_size=4),
     raw=st.binary(max_size=64),
 )
-def test_random_bytes_raise_only_the_typed_error(datatype: str, shape: list[int], raw: bytes) -> None:
+def test_random_bytes_raise_only_the_typed_error(
+    datatype: str, shape: list[int], raw: bytes
+) -> None:
     request = _request(datatype, shape, raw)
     try:
         decoded = codec.decode_request_inputs(request)
@@ -185,10 +217,8 @@ def test_random_messages_raise_only_protobuf_or_typed_errors(blob: bytes) -> Non
         request = pb.ModelInferRequest.FromString(blob)
     except DecodeError:
         return
-    try:
+    with contextlib.suppress(codec.TensorError):
         codec.decode_request_inputs(request)
-    except codec.TensorError:
-        pass
 
 
 def test_datatype_of_rejects_types_without_an_oip_datatype() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from google.protobuf import descriptor_pb2
@@ -130,6 +131,6 @@ def test_service_has_the_standard_name_and_methods(
         assert theirs[method] == signature
     assert triton.package == "inference"
     # The generated bindings use the standard :path for every method.
-    source = open(pb_grpc.__file__).read()
+    source = Path(pb_grpc.__file__).read_text()
     for method in SERVICE_METHODS:
         assert f"'/inference.GRPCInferenceService/{method}'" in source

@@ -28,7 +28,10 @@ def test_committed_stubs_match_a_fresh_generation(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     subprocess.run(
         ["bash", str(ROOT / "scripts/generate_stubs.sh"), str(tmp_path)],
-        check=True, env=env, capture_output=True, timeout=120,
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=120,
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(GENERATED)
     for name in GENERATED:

@@ -21,11 +21,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before port {port} opened")
+            raise RuntimeError(
+                f"process exited with {process.returncode} before port {port} opened"
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -64,23 +68,33 @@ def running_mlserver(workdir: Path, timeout: float = 90.0) -> Iterator[MLServerP
     model_dir.mkdir(parents=True)
     _write_digits_model(model_dir)
     grpc_port, http_port = free_port(), free_port()
-    (workdir / "settings.json").write_text(json.dumps({
-        "parallel_workers": 0,
-        "grpc_port": grpc_port,
-        "http_port": http_port,
-        "host": "127.0.0.1",
-        "metrics_endpoint": None,
-        "debug": False,
-    }))
-    (model_dir / "model-settings.json").write_text(json.dumps({
-        "name": "digits",
-        "implementation": "mlserver_sklearn.SKLearnModel",
-        "parameters": {"uri": "./model.joblib", "version": "v1"},
-    }))
+    (workdir / "settings.json").write_text(
+        json.dumps(
+            {
+                "parallel_workers": 0,
+                "grpc_port": grpc_port,
+                "http_port": http_port,
+                "host": "127.0.0.1",
+                "metrics_endpoint": None,
+                "debug": False,
+            }
+        )
+    )
+    (model_dir / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "digits",
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib", "version": "v1"},
+            }
+        )
+    )
     log_path = workdir / "mlserver.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [executable, "start", str(workdir)], stdout=log, stderr=subprocess.STDOUT,
+            [executable, "start", str(workdir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "MLSERVER_METRICS_ENDPOINT": ""},
         )
         try:

@@ -1,0 +1,245 @@
+"""Wires the rooms together for `outrider serve`: relay, monitor, alerts, hooks, admin, probes.
+
+Threads and loops, and why:
+- the event loop runs the relay, the admin HTTP server, the hook dispatcher and the probe
+  scheduler: all I/O-bound;
+- the monitor worker thread decodes sampled traffic and updates detectors (numpy);
+- the alert thread evaluates rules, commits incidents to SQLite, draws plots and writes
+  checkpoints, so no fsync or matplotlib call ever runs on the loop that relays traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Gauge
+
+from service.admin.incident_routes import add_incident_routes
+from service.admin.receivers import add_receiver_routes
+from service.admin.server import AdminServer, build_admin_app
+from service.config import OutriderSettings
+from service.dataplane.relay import Relay
+from service.hooks.build import build_dispatcher
+from service.hooks.secret_source import read_secret
+from service.incident_flow import IncidentFlow
+from service.monitor.alerts import AlertEngine
+from service.monitor.pipeline import MonitorPipeline
+from service.monitor.reading_history import ReadingHistory
+from service.monitor.readings import DetectorReading, ProbeReading
+from service.store.checkpoints import CheckpointStore
+from service.store.incidents import IncidentStore
+from service.store.state_dir import prepare_state_dir
+from service.version import __version__
+
+log = structlog.get_logger(__name__)
+
+CHECKPOINT_NAME = "monitor"
+_CHECKPOINT_FORMAT = 1
+
+
+class OutriderApp:
+    """One sidecar: build with settings, `await start()`, `await stop()`."""
+
+    def __init__(self, settings: OutriderSettings) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        Gauge(
+            "outrider_build_info",
+            "outrider build information (always 1).",
+            ["version"],
+            registry=self.registry,
+        ).labels(__version__).set(1)
+        self.state_dir = prepare_state_dir(settings.state_dir)
+        self.incidents = IncidentStore(self.state_dir.incidents_db)
+        self.checkpoints = CheckpointStore(self.state_dir.checkpoints)
+        self.history = ReadingHistory()
+        self._alert_lock = threading.Lock()
+        self.alerts = AlertEngine(
+            settings.alerts,
+            registry=self.registry,
+            on_transition=self._on_transition,
+            stale_after=settings.alert_stale_after_seconds,
+        )
+        # Raises at start, not mid-stream, on a reference that does not fit its signal.
+        self.pipeline = MonitorPipeline(
+            settings,
+            registry=self.registry,
+            state_dir=self.state_dir.root,
+            on_reading=self._on_reading,
+        )
+        self.relay = Relay(settings.dataplane, registry=self.registry, sink=self.pipeline)
+        switch = self.relay if settings.dataplane.fallback_upstream is not None else None
+        self.dispatcher = build_dispatcher(
+            settings.hooks, recorder=self.incidents, registry=self.registry, upstream_switch=switch
+        )
+        self.probes: Any = None
+        self.admin: AdminServer | None = None
+        self._flow: IncidentFlow | None = None
+        self._alert_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # -- callbacks from the monitor and the alert engine -----------------------------------
+
+    def _on_reading(self, reading: DetectorReading | ProbeReading) -> None:
+        self.history.append(reading)
+        self.alerts.observe(reading)
+
+    def _on_transition(self, transition: Any) -> None:
+        if self._flow is not None:
+            self._flow(transition)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._flow = IncidentFlow(
+            self.incidents,
+            self.history,
+            self.state_dir,
+            submit_event=self.dispatcher.submit,
+            loop=loop,
+        )
+        self._restore()
+        self.pipeline.start()
+        self.dispatcher.start()
+        self._alert_thread = threading.Thread(
+            target=self._alert_loop, name="outrider-alerts", daemon=True
+        )
+        self._alert_thread.start()
+        await self._start_probes()
+        await self.relay.start()
+        self.admin = AdminServer(
+            self._admin_app(), self.settings.admin.host, self.settings.admin.port
+        )
+        await self.admin.start()
+        log.info(
+            "outrider.started",
+            version=__version__,
+            relay=f"{self.settings.dataplane.listen_host}:{self.relay.port}",
+            upstream=f"{self.settings.dataplane.upstream.host}:{self.settings.dataplane.upstream.port}",
+            admin=f"{self.settings.admin.host}:{self.admin.port}",
+            state_dir=str(self.state_dir.root),
+        )
+
+    def _admin_app(self) -> Any:
+        app = build_admin_app(
+            self.registry,
+            {
+                "relay": lambda: (
+                    self.relay.ready,
+                    "accepting" if self.relay.ready else "not accepting",
+                ),
+                "monitor": lambda: (
+                    self._alert_thread is not None and self._alert_thread.is_alive(),
+                    f"{self.pipeline.queue_depth} observations queued",
+                ),
+            },
+        )
+        add_incident_routes(app, self.incidents)
+        inbound = self.settings.hooks.inbound
+        token = read_secret(inbound.token) if inbound.token is not None else None
+        add_receiver_routes(
+            app,
+            dispatcher=self.dispatcher,
+            alert_view=self.alerts,
+            token=token,
+            loopback_only=self.settings.admin.loopback_only,
+            dedupe_capacity=inbound.dedupe_capacity,
+        )
+        return app
+
+    async def _start_probes(self) -> None:
+        if not self.settings.probes.enabled:
+            return
+        from service.probes.scheduler import ProbeScheduler
+
+        upstream = self.settings.dataplane.upstream
+        self.probes = ProbeScheduler(
+            self.settings.probes,
+            target=self.settings.probes.target or f"{upstream.host}:{upstream.port}",
+            registry=self.registry,
+            state_dir=self.state_dir.probes,
+            on_reading=self._on_reading,
+        )
+        await self.probes.start()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stops accepting, lets in-flight RPCs finish within `grace`, then checkpoints."""
+        await self.relay.stop(grace)
+        if self.probes is not None:
+            await self.probes.stop()
+        self.pipeline.stop()
+        self._stopping.set()
+        if self._alert_thread is not None:
+            await asyncio.to_thread(self._alert_thread.join, 10.0)
+        self._checkpoint()
+        await self.dispatcher.stop()
+        if self.admin is not None:
+            await self.admin.stop()
+        self.incidents.close()
+        log.info("outrider.stopped")
+
+    # -- the alert thread: evaluation, incidents, checkpoints --------------------------------
+
+    def _alert_loop(self) -> None:
+        interval = self.settings.alert_evaluation_seconds
+        checkpoint_every = self.settings.checkpoints.interval_seconds
+        next_checkpoint = time.monotonic() + checkpoint_every
+        while not self._stopping.wait(interval):
+            try:
+                with self._alert_lock:
+                    self.alerts.evaluate()
+            except Exception:  # one bad evaluation must not end alerting for good
+                log.exception("alert_evaluation_failed")
+            if time.monotonic() >= next_checkpoint:
+                self._checkpoint()
+                next_checkpoint = time.monotonic() + checkpoint_every
+
+    def _checkpoint(self) -> None:
+        try:
+            with self._alert_lock:
+                state = {
+                    "format": _CHECKPOINT_FORMAT,
+                    "pipeline": self.pipeline.state_dict(),
+                    "alerts": self.alerts.state_dict(),
+                    "history": self.history.state_dict(),
+                }
+            self.checkpoints.save(CHECKPOINT_NAME, state)
+        except Exception:  # the next interval tries again; traffic is unaffected
+            log.exception("checkpoint_failed")
+
+    def _restore(self) -> None:
+        state = self.checkpoints.load(CHECKPOINT_NAME)
+        if state is None:
+            return
+        try:
+            if int(state.get("format", -1)) != _CHECKPOINT_FORMAT:
+                raise ValueError(
+                    f"checkpoint format {state.get('format')!r} is not {_CHECKPOINT_FORMAT}"
+                )
+            skipped = self.pipeline.load_state_dict(state["pipeline"])
+            self.alerts.load_state_dict(state["alerts"])
+            self.history.load_state_dict(state["history"])
+        except Exception as error:  # incompatible: set aside, start fresh, never crash-loop
+            log.warning("checkpoint_incompatible", error=str(error))
+            self.checkpoints.set_aside(CHECKPOINT_NAME, reason=str(error))
+            return
+        log.info("checkpoint_restored", skipped=skipped)
+
+
+async def serve(settings: OutriderSettings) -> None:
+    """Runs outrider until SIGTERM or SIGINT; then drains in-flight RPCs and exits."""
+    app = OutriderApp(settings)
+    await app.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("outrider.stopping", grace_seconds=settings.dataplane.shutdown_grace_seconds)
+    await app.stop()

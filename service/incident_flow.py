@@ -1,0 +1,86 @@
+"""What happens when an alert moves: incident opened and committed, plot drawn, hooks told.
+
+Runs on the alert thread, never on the event loop that relays traffic: SQLite commits and
+matplotlib take milliseconds to hundreds of milliseconds. Hook events are handed to the
+dispatcher on the loop with `call_soon_threadsafe`, after the incident is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+
+from service.hooks.events import AlertEvent
+from service.monitor.alerts import AlertTransition
+from service.monitor.incident_plot import render_alert_plot
+from service.monitor.reading_history import ReadingHistory
+from service.store.incidents import IncidentStore
+from service.store.state_dir import StateDir
+
+log = structlog.get_logger(__name__)
+
+
+class IncidentFlow:
+    """The `on_transition` callback of the alert engine."""
+
+    def __init__(
+        self,
+        store: IncidentStore,
+        history: ReadingHistory,
+        state_dir: StateDir,
+        *,
+        submit_event: Callable[[AlertEvent], bool],
+        loop: asyncio.AbstractEventLoop,
+        incident_url: Callable[[int], str] | None = None,
+    ) -> None:
+        self.store = store
+        self.history = history
+        self.state_dir = state_dir
+        self._submit_event = submit_event
+        self._loop = loop
+        self._incident_url = incident_url or (lambda incident_id: f"/incidents/{incident_id}")
+
+    def __call__(self, transition: AlertTransition) -> None:
+        instance = transition.instance
+        incident_id: int | None = None
+        if transition.to_state == "firing":
+            # Committed before anything else happens (DESIGN.md: incidents are never lost).
+            incident_id = self.store.open_incident(
+                alert=instance.alert,
+                severity=instance.severity,
+                labels=instance.labels,
+                model=instance.key.model,
+                version=instance.key.version,
+                started_at=instance.fired_at or transition.at,
+                evidence=transition.evidence(),
+                annotations=instance.annotations,
+            )
+            self._plot(incident_id, transition)
+        elif transition.to_state == "resolved":
+            incident_id = self.store.find_open_incident(instance.alert, instance.labels)
+            if incident_id is not None:
+                self.store.resolve_incident(incident_id, transition.at)
+                self._plot(incident_id, transition)
+        else:
+            return
+        event = transition.to_alert_event(
+            incident_id=incident_id,
+            incident_url=None if incident_id is None else self._incident_url(incident_id),
+        )
+        if event is not None:
+            self._loop.call_soon_threadsafe(self._hand_over, event)
+
+    def _hand_over(self, event: AlertEvent) -> None:
+        if not self._submit_event(event):
+            log.warning("hook_queue_full", alert=event.name, incident_id=event.incident_id)
+
+    def _plot(self, incident_id: int, transition: AlertTransition) -> None:
+        try:
+            path = render_alert_plot(
+                self.state_dir.plot_path(incident_id), self.history, transition
+            )
+            self.store.set_plot_path(incident_id, path)
+        except Exception:  # a plot is an aid for triage; failing to draw it loses nothing
+            log.exception("incident_plot_failed", incident_id=incident_id)
