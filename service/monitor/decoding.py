@@ -25,7 +25,7 @@ STREAM_METHOD = "ModelStreamInfer"
 class DecodeError(ValueError):
     """An observation that cannot be decoded; `reason` is a metric label.
 
-    Reasons: bad_protobuf, bad_tensor, stream_error, no_messages, model_mismatch.
+    Reasons: bad_protobuf, bad_tensor, stream_error, model_mismatch.
     """
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -158,7 +158,8 @@ def decode_observation(
     if kind is None:
         return []
     if not obs.request_messages and not obs.response_messages:
-        raise DecodeError("no_messages", f"{obs.method}: sampled observation carries no messages")
+        # Normal for the closing observation of a stream whose messages were all paired.
+        return []
     streamed = kind == STREAM_METHOD
     requests = [_parse_request(m) for m in obs.request_messages]
     responses = [_parse_response(m, streamed) for m in obs.response_messages]

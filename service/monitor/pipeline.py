@@ -338,7 +338,7 @@ class MonitorPipeline:
                 self.observations.inc(("decode_error",))
                 continue
             if not calls:
-                self.observations.inc(("not_inference",))
+                self.observations.inc(("no_calls",))
             for call in calls:
                 if call.model not in self._signals:
                     self.observations.inc(("unmonitored",))

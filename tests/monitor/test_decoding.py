@@ -93,3 +93,21 @@ def test_version_labels_fold_and_round_trip() -> None:
     again = VersionLabels(2)
     again.load_state_dict(labels.state_dict())
     assert again.label("m", "3") == "other"
+
+
+def test_closing_stream_observation_without_messages_is_not_an_error(
+    make_observation: Callable[..., Any],
+) -> None:
+    obs = replace(make_observation(stream=True), request_messages=(), response_messages=())
+    assert decode_observation(obs, VersionResolver()) == []
+
+
+def test_stream_messages_pair_in_order(make_observation: Callable[..., Any]) -> None:
+    a = make_observation(inputs={"x": np.zeros((1, 1), np.float32)}, request_id="a", stream=True)
+    b = make_observation(inputs={"x": np.ones((1, 1), np.float32)}, request_id="b", stream=True)
+    obs = replace(a, request_messages=a.request_messages + b.request_messages,
+                  response_messages=a.response_messages)
+    calls = decode_observation(obs, VersionResolver())
+    assert [(c.request_id, c.inputs["x"].tolist(), sorted(c.outputs)) for c in calls] == [
+        ("a", [[0.0]], []), ("b", [[1.0]], [])
+    ]
