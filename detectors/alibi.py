@@ -202,6 +202,7 @@ class AlibiOnlineDetector(DriftDetector):
         self.alibi_kwargs = dict(alibi_kwargs)
         self._cls = getattr(import_alibi_cd(), detector)
         self._alibi: Any = None
+        self._alibi_thresholds = np.zeros(0)
         if reference is not None:
             self.fit(reference)
 
@@ -231,6 +232,8 @@ class AlibiOnlineDetector(DriftDetector):
         if self.seed is not None:
             _seed_alibi(self._entropy)
         self._alibi = self._cls(ref, ert=self.ert, **kwargs)
+        # Fixed once calibrated; alibi-detect's property rebuilds the array on every read.
+        self._alibi_thresholds = np.asarray(self._alibi.thresholds, dtype=np.float64)
 
     def _reset_stream(self) -> None:
         if self._alibi is not None:
@@ -254,7 +257,7 @@ class AlibiOnlineDetector(DriftDetector):
             # score() + thresholds rather than predict(): predict appends every step to
             # arrays inside alibi-detect (memory and time growing with the stream).
             stat = np.asarray(det.score(row), dtype=np.float64)
-            thresholds = np.asarray(det.thresholds, dtype=np.float64)
+            thresholds = self._alibi_thresholds
             # alibi-detect's rule: the step's own threshold while the window fills, then the
             # last one; univariate detectors index by t - 1, multivariate ones by t.
             t = int(det.t) if self._torch else int(det.t) - 1
