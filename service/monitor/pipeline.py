@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -406,8 +406,10 @@ class MonitorPipeline:
 
     def _embed(self, signal: _Signal, tensors: list[np.ndarray], allowed: int) -> np.ndarray | None:
         """Embeds the first `allowed` rows of the calls' tensors in one batched run."""
-        first = tensors[0]
-        same = [t for t in tensors if t.shape[1:] == first.shape[1:] and t.dtype == first.dtype]
+        # One run needs one row shape: keep the most common one, count the others.
+        shapes = Counter((t.shape[1:], t.dtype.str) for t in tensors)
+        (shape, dtype), _ = shapes.most_common(1)[0]
+        same = [t for t in tensors if t.shape[1:] == shape and t.dtype.str == dtype]
         if len(same) < len(tensors):
             self.signal_errors.inc(
                 (signal.model, signal.name, "wrong_shape"),

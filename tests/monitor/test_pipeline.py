@@ -417,3 +417,42 @@ def test_payloads_reach_logs_only_when_allowed(
         (event,) = [e for e in logs if e["event"] == "signal_error"]
         assert event["reason"] == "non_finite"
         assert ("first [nan, 1.0, 2.0, 3.0]" in event["detail"]) is allowed
+
+
+def test_embedder_signal_embeds_calls_in_one_batch(
+    tmp_path: Path, make_observation: Callable[..., Any]
+) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["e"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("e", TensorProto.FLOAT, [None, 2])],
+        initializer=[numpy_helper.from_array(w, name="w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "e.onnx")
+    settings = _settings(
+        source={"embedder": {"path": str(tmp_path / "e.onnx"), "input": "x", "batch_size": 5}},
+        reference={"capture": 10},
+    )
+    pipeline, registry, _ = _pipeline(settings, tmp_path)
+    x = np.arange(36, dtype=np.float32).reshape(12, 3)
+    # The odd one first: the batch still keeps the common shape.
+    pipeline.offer(make_observation(inputs={"x": np.zeros((2, 4), dtype=np.float32)}))
+    for start in range(0, 12, 4):
+        pipeline.offer(make_observation(inputs={"x": x[start : start + 4]}))
+    pipeline.drain()
+    stored = ReferenceStore(tmp_path).load("demo", "features")
+    assert stored is not None
+    np.testing.assert_array_equal(stored.data, (x @ w)[:10].astype(np.float64))
+    assert registry.get_sample_value(
+        "outrider_signal_errors_total",
+        {"model": "demo", "signal": "features", "reason": "wrong_shape"},
+    ) == 1.0
+    assert registry.get_sample_value(
+        "outrider_monitor_samples_total", {"model": "demo", "signal": "features"}
+    ) == 2.0
