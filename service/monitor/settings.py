@@ -1,7 +1,23 @@
 """Settings for the `models:` and `monitor:` config sections: signals, references, detectors.
 
 Every model is strict (unknown keys are errors) so `outrider config check` can name each
-mistake by its path, e.g. `models.demo.signals.0.detectors.1.type`.
+mistake by its path, e.g. `models.demo.signals.0.detectors.1.type`. An example:
+
+    models:
+      demo:
+        signals:
+          - name: embedding
+            source: {output: embedding}          # or {input: pixels}, or {embedder: {...}}
+            reference: {capture: 1000}           # or {path: ref.npz}; default: state dir
+            detectors:
+              - {type: ks, window: 500, params: {alpha: 0.01}}
+              - {type: mmd, window: 200, reference_rows: 500}
+              - {type: cvm, window_seconds: 60}  # tumbling 60 s windows
+          - name: confidence
+            source: {output: logits}
+            transform: {softmax: true}
+            detectors: [{type: rff_mmd_online, window: 50, params: {ert: 1000}}]
+    monitor: {queue_size: 4096, max_samples_per_second: 5000, version_label_limit: 5}
 """
 
 from __future__ import annotations

@@ -101,3 +101,16 @@ def test_reserved_params_are_refused() -> None:
     locs = _locs(_config(detectors=[{"type": "ks", "window": 10, "params": {"window_size": 5}}]))
     assert locs[0][0] == "models.demo.signals.0.detectors.0"
     assert "params.window_size is set by outrider" in locs[0][1]
+
+
+def test_the_documented_example_is_valid() -> None:
+    import yaml
+
+    import service.monitor.settings as module
+
+    doc = module.__doc__ or ""
+    block = doc[doc.index("    models:") :]
+    text = "\n".join(line[4:] for line in block.splitlines())
+    settings = PipelineSettings.model_validate(yaml.safe_load(text))
+    assert [s.name for s in settings.models["demo"].signals] == ["embedding", "confidence"]
+    assert settings.models["demo"].signals[0].detectors[2].window_seconds == 60
