@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from service.dataplane.metrics import DataplaneMetrics, code_label
 from service.dataplane.observation import ObservationSink, RpcObservation
+
+log = logging.getLogger(__name__)
 
 
 class ObservationDispatcher:
@@ -35,3 +39,7 @@ class ObservationDispatcher:
 
     def sample_outcome(self, outcome: str) -> None:
         self.metrics.tap_samples.labels(outcome=outcome).inc()
+
+    def tap_failed(self, connection_id: int, reason: str, error: BaseException) -> None:
+        self.metrics.tap_disabled.labels(reason=reason).inc()
+        log.warning("tap disabled on connection %d (%s): %s", connection_id, reason, error)

@@ -21,7 +21,7 @@ import logging
 import socket
 import ssl
 import time
-from typing import Literal
+from typing import Literal, cast
 
 from prometheus_client import CollectorRegistry
 
@@ -103,7 +103,6 @@ class _Connection(asyncio.Protocol):
         self.upstream: asyncio.Transport | None = None
         self.upstream_name: UpstreamName = relay.upstream
         self.tap = relay._new_tap(self.id)
-        self._tap_failed = False
         self._client_eof = False
         self._upstream_eof = False
         self._client_paused_by = 0  # client reading paused: 1 connecting, 2 backpressure
@@ -118,8 +117,8 @@ class _Connection(asyncio.Protocol):
 
     # -- client side ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        client: asyncio.Transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike
+        client = cast(asyncio.Transport, transport)
         self.client = client
         relay = self.relay
         if relay._accepting is False or len(relay._connections) >= relay.settings.max_connections:
@@ -262,11 +261,11 @@ class _Connection(asyncio.Protocol):
 
     # -- lifecycle -------------------------------------------------------------------
     def _tap_failed_with(self, err: BaseException) -> None:
+        # The tap isolates its own failures; this only guards against a bug in that guard.
         reason = _tap_failure_reason(err)
         self.relay.metrics.tap_disabled.labels(reason=reason).inc()
         log.warning("tap disabled on connection %d (%s): %s", self.id, reason, err)
         self.tap = None
-        self._tap_failed = True
 
     def _arm_idle_timer(self) -> None:
         loop = asyncio.get_running_loop()
@@ -301,7 +300,7 @@ class _Connection(asyncio.Protocol):
         if self.upstream is None:
             self._close_both()
             return
-        if tap is None:
+        if tap is None or tap.failed_reason is not None:
             # Blind (tap off): close once the connection has been quiet for a poll interval.
             if not self._active:
                 self._close_both()

@@ -6,8 +6,10 @@ HEADERS to its end, and for sampled inference RPCs keeps the message payloads. D
 other streams is skipped by length, except a short head of inference messages from which
 the model name and version are read.
 
-Errors raise out of `feed_*`; the relay catches them and disables the tap for the
-connection (see `relay.py`). The tap never sees, let alone changes, the relayed buffers.
+Nothing raises out of `feed_*`: the first error of any kind (malformed frame, HPACK
+error, a bug) switches the tap off for the connection, reports it once through
+`TapEvents.tap_failed`, and every later byte is ignored. The tap only reads a copy of
+what the relay has already forwarded.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ class TapEvents(Protocol):
 
     def sample_outcome(self, outcome: str) -> None:
         """A sampling decision or failure: 'skipped' (not chosen) or 'error'."""
+        ...
+
+    def tap_failed(self, connection_id: int, reason: str, error: BaseException) -> None:
+        """The tap gave up on this connection (called once)."""
         ...
 
 
@@ -163,23 +169,44 @@ class ConnectionTap:
         self.server_reader = FrameReader(self._server, expect_preface=False)
         self.goaway_seen = False
         self.max_client_stream_id = 0
+        self.failed_reason: str | None = None
 
     # -- fed by the relay -------------------------------------------------------------
     def feed_client(self, data: bytes) -> None:
         """Bytes the client sent (already forwarded upstream)."""
-        self.client_reader.feed(data)
+        if self.failed_reason is None:
+            try:
+                self.client_reader.feed(data)
+            except Exception as err:  # isolation: any failure only blinds this tap
+                self._fail(err)
 
     def feed_server(self, data: bytes) -> None:
         """Bytes the upstream sent (already forwarded to the client)."""
-        self.server_reader.feed(data)
+        if self.failed_reason is None:
+            try:
+                self.server_reader.feed(data)
+            except Exception as err:
+                self._fail(err)
 
     def close(self, reason: str = "connection closed") -> None:
         """The connection ended: streams still open end without a status."""
+        if self.failed_reason is not None:
+            return
         streams = list(self._streams.items())
         self._streams.clear()
-        for sid, stream in streams:
-            stream.grpc_message = reason
-            self._finish(sid, stream)
+        try:
+            for sid, stream in streams:
+                stream.grpc_message = reason
+                self._finish(sid, stream)
+        except Exception as err:
+            self._fail(err)
+
+    def _fail(self, err: BaseException) -> None:
+        self.failed_reason = (
+            err.reason if isinstance(err, (FrameError, MessageError)) else "internal"
+        )
+        self._streams.clear()
+        self._events.tap_failed(self.connection_id, self.failed_reason, err)
 
     @property
     def open_streams(self) -> int:
