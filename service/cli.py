@@ -112,6 +112,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from service.demo.runner import main_for_cli
+
+    if args.duration <= 0 or args.rate <= 0:
+        print("--duration and --rate must be positive", file=sys.stderr)
+        return 2
+    return main_for_cli(args)
+
+
 def _cmd_incidents(args: argparse.Namespace) -> int:
     from service.store.incidents import IncidentStore, UnknownIncidentError
     from service.store.incidents_cli import format_incident, format_incident_list
@@ -178,6 +187,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     modelserver.set_defaults(func=_cmd_modelserver)
+
+    demo = commands.add_parser(
+        "demo",
+        help="the bundled model server, outrider in front of it, and drifting traffic (~3 min)",
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=140.0,
+        help="seconds of traffic, split in-distribution / drift / OOD",
+    )
+    demo.add_argument("--rate", type=float, default=100.0, help="requests per second")
+    demo.add_argument("--dataset", default="digits", choices=["digits", "mnist"])
+    demo.add_argument(
+        "--state-dir",
+        default="./outrider-state/demo",
+        help="where the model, references, incidents and plots go",
+    )
+    view = demo.add_mutually_exclusive_group()
+    view.add_argument(
+        "--live",
+        dest="live",
+        action="store_true",
+        default=None,
+        help="live terminal view (default on a terminal)",
+    )
+    view.add_argument(
+        "--no-live", dest="live", action="store_false", help="a status line every 10 s instead"
+    )
+    demo.set_defaults(func=_cmd_demo)
 
     serve = commands.add_parser("serve", help="run the sidecar: relay, monitor, alerts, admin HTTP")
     serve.add_argument(
