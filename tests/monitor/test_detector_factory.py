@@ -21,7 +21,9 @@ _PARAMS: dict[str, dict[str, Any]] = {
 
 def _rows(kind: str, rng: np.random.Generator, n: int, shift: float = 0.0) -> np.ndarray:
     x = rng.normal(size=(n, 3)) + shift
-    if kind in ("max_softmax", "bbsd", "chi_square"):
+    if kind == "chi_square":  # categories 0..9 per column
+        return np.asarray(np.clip(np.floor(x * 2 + 5), 0, 9))
+    if kind in ("max_softmax", "bbsd"):
         e = np.exp(x)
         return np.asarray(e / e.sum(axis=1, keepdims=True))
     return np.asarray(x)
