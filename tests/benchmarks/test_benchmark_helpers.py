@@ -1,0 +1,77 @@
+"""Exact checks of the benchmark helpers: AUROC, FPR at 95 % TPR, data sets and shifts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.datasets import (
+    AFFINE_LEVELS,
+    digits_upscaled,
+    inverted,
+    random_affine,
+    sample_image_patches,
+    softmax,
+)
+from benchmarks.failing_loudly import shift_names, shifted_target
+from benchmarks.ood import auroc, fpr_at_tpr
+
+
+def test_auroc_counts_pairs_and_half_ties() -> None:
+    assert auroc(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == 1.0
+    assert auroc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 0.0
+    # pairs (id, ood): (1,1) tie = 0.5, (1,2) = 1, (3,1) = 0, (3,2) = 0 -> 1.5 / 4
+    assert auroc(np.array([1.0, 3.0]), np.array([1.0, 2.0])) == 0.375
+
+
+def test_fpr_at_95_tpr_uses_the_score_flagging_95_percent_of_ood() -> None:
+    ood = np.arange(100, dtype=float)  # 95 % of OOD scores are >= 5
+    ident = np.array([4.0, 5.0, 6.0, 10.0])
+    assert fpr_at_tpr(ident, ood) == 0.75
+
+
+def test_failing_loudly_has_21_shifts_and_knockout_removes_class_zero() -> None:
+    names = shift_names()
+    assert len(names) == 21
+    assert names[:3] == [
+        "gaussian_noise_small@0.1", "gaussian_noise_small@0.5", "gaussian_noise_small@1.0",
+    ]
+    y = np.repeat(np.arange(10), 20)
+    x = np.repeat(y[:, None].astype(float), 784, axis=1)
+    out = shifted_target("knockout@1.0", x, y, 150, np.random.default_rng(0))
+    assert out.shape == (150, 784)
+    assert not np.any(out[:, 0] == 0.0)
+    half = shifted_target("knockout@0.5", x, y, 190, np.random.default_rng(0))
+    assert int(np.sum(half[:, 0] == 0.0)) == 10
+
+
+def test_noise_shift_touches_only_the_fraction_hit() -> None:
+    x = np.full((400, 784), 100.0)
+    out = shifted_target("gaussian_noise_large@0.5", x, np.zeros(400, int), 400,
+                         np.random.default_rng(1))
+    changed = np.any(out != 100.0, axis=1)
+    assert 150 < int(changed.sum()) < 250
+    assert out.min() >= 0.0 and out.max() <= 255.0
+
+
+def test_affine_identity_ranges_and_ood_images() -> None:
+    assert AFFINE_LEVELS["large"] == (90.0, 0.4, 0.4)
+    img = np.zeros((1, 784))
+    img[0, 14 * 28 + 14] = 255.0
+    moved = random_affine(img, "small", np.random.default_rng(0))
+    assert moved.shape == (1, 784) and moved.sum() > 0.0
+    digits = digits_upscaled(5, seed=0)
+    assert digits.shape == (5, 784)
+    assert digits.reshape(5, 28, 28)[:, :4, :].sum() == 0.0  # MNIST-like empty border
+    patches = sample_image_patches(3, seed=0)
+    assert patches.shape == (3, 784) and 0.0 <= patches.min() <= patches.max() <= 255.0
+    assert inverted(np.zeros((1, 2))).tolist() == [[255.0, 255.0]]
+    assert softmax(np.array([[0.0, 0.0]])).tolist() == [[0.5, 0.5]]
+
+
+def test_mnist_split_is_shuffled_and_disjoint() -> None:
+    from benchmarks.datasets import mnist_split
+
+    s = mnist_split(0)
+    assert (len(s.y_train), len(s.y_val), len(s.y_test)) == (2500, 1000, 1500)
+    assert len(set(s.y_train[:50].tolist())) > 5  # the file itself is sorted by class
+    assert np.bincount(np.concatenate([s.y_train, s.y_val, s.y_test])).tolist() == [500] * 10

@@ -1,0 +1,60 @@
+"""Each benchmark's --quick path runs and writes JSON with its results and targets."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def _run_quick(name: str, tmp_path: Path, *extra: str) -> dict[str, Any]:
+    module = importlib.import_module(f"benchmarks.{name}")
+    out = tmp_path / f"{name}.json"
+    assert module.main(["--quick", "--json", str(out), *extra]) == 0
+    payload: dict[str, Any] = json.loads(out.read_text())
+    assert payload["benchmark"] == name
+    assert payload["quick"] is True
+    assert isinstance(payload["results"], dict)
+    targets = payload["targets"]
+    assert targets, "every benchmark lists the targets its issue names"
+    for target in targets:
+        assert set(target) == {"name", "value", "limit", "comparison", "met"}
+        assert target["comparison"] in ("<=", ">=", "<", ">")
+        assert isinstance(target["met"], bool)
+    return payload
+
+
+@pytest.mark.slow
+def test_detectors_speed_quick(tmp_path: Path) -> None:
+    payload = _run_quick("detectors_speed", tmp_path, "--rounds", "1")
+    results = payload["results"]
+    assert results["ks"]["max_abs_diff_vs_scipy_default"] <= 1e-6
+
+
+@pytest.mark.slow
+def test_detectors_calibration_quick(tmp_path: Path) -> None:
+    payload = _run_quick("detectors_calibration", tmp_path)
+    names = [t["name"] for t in payload["targets"]]
+    assert any("RffMmdOnline" in n for n in names)
+    assert any("CVMOnline" in n for n in names)
+
+
+@pytest.mark.slow
+def test_failing_loudly_quick(tmp_path: Path) -> None:
+    payload = _run_quick("failing_loudly", tmp_path, "--rounds", "1")
+    results = payload["results"]
+    assert len(results["shifts"]) == 21
+    assert set(results["methods"]) == {
+        "BBSD-KS (softmax)", "MMD (embedding)", "KS (raw pixels)", "chi-squared (labels)",
+    }
+
+
+def test_ood_quick(tmp_path: Path) -> None:
+    payload = _run_quick("ood", tmp_path)
+    results = payload["results"]
+    assert set(results["table"]) == {
+        "Mahalanobis (embedding)", "kNN (embedding)", "energy (logits)", "max-softmax (logits)",
+    }
