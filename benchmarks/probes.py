@@ -250,7 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (3 if quick else 5)
     workdir = Path(tempfile.mkdtemp(prefix="outrider-bench-probes-"))
     model_path = build_demo_model(
-        Path(os.environ.get("OUTRIDER_BENCH_MODELS", ROOT / ".bench-models"))
+        Path(
+            os.environ.get(
+                "OUTRIDER_BENCH_MODELS", Path(tempfile.gettempdir()) / "outrider-bench-models"
+            )
+        )
     )
     data = load_demo_data("digits", seed=0)
     n_attack = 100 if quick else 300
