@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -343,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         loop.close()
         proc.terminate()
         proc.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
 
     per_round: dict[str, list[float]] = {"without": [], "with": []}
     pooled: dict[str, list[float]] = {"without": [], "with": []}
