@@ -1,20 +1,48 @@
-"""Streaming drift, change and out-of-distribution detectors in numpy and scipy."""
+"""Streaming drift, change and out-of-distribution detectors in numpy and scipy.
+
+Every detector follows one contract: constructor arguments stored under their own names
+and validated, a reference given at construction or by `fit`, `update(batch) -> self`,
+read-only `drift_detected`, `score`, `threshold`, `p_value`, `rejected`, `n_seen`,
+`reset()` and a pickle-free `state_dict()` / `load_state_dict()`. OOD scorers offer
+`fit`, `score`, `threshold` and `is_ood`. See detectors/README.md for when to use which.
+"""
 
 from __future__ import annotations
 
+from detectors.adwin import ADWIN
 from detectors.base import DriftDetector, OODScorer
+from detectors.bbsd import BBSDDrift
+from detectors.chi_square import ChiSquareDrift
+from detectors.cusum import CUSUM
 from detectors.cvm import CVMDrift
 from detectors.cvm_online import CVMOnline
+from detectors.knn import KnnScorer
 from detectors.ks import KSDrift
+from detectors.logit_scores import EnergyScorer, MaxSoftmaxScorer
+from detectors.mahalanobis import MahalanobisScorer
 from detectors.mmd import MMDDrift
+from detectors.ood_rate import OODRateTest
+from detectors.page_hinkley import PageHinkley
+from detectors.pca_reconstruction import PCAReconstructionDrift
 from detectors.rff_mmd_online import RffMmdOnline
 
 __all__ = [
+    "ADWIN",
+    "BBSDDrift",
+    "CUSUM",
     "CVMDrift",
     "CVMOnline",
+    "ChiSquareDrift",
     "DriftDetector",
+    "EnergyScorer",
     "KSDrift",
+    "KnnScorer",
     "MMDDrift",
+    "MahalanobisScorer",
+    "MaxSoftmaxScorer",
+    "OODRateTest",
     "OODScorer",
+    "PCAReconstructionDrift",
+    "PageHinkley",
     "RffMmdOnline",
 ]

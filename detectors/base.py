@@ -283,13 +283,11 @@ class DriftDetector(_StatefulEstimator):
         """Feeds rows (or scalars); rows with NaN/Inf are dropped and counted in `rejected`."""
         self._require_fitted()
         if self._SCALAR_INPUT:
-            arr = as_scalars(batch)
-            ok = np.isfinite(arr)
-            rows = arr[ok].reshape(-1, 1)
+            arr = as_scalars(batch).reshape(-1, 1)
         else:
             arr = as_matrix(batch, self._n_features)
-            ok = finite_rows(arr)
-            rows = arr[ok]
+        ok = self._valid_rows(arr)
+        rows = arr[ok]
         self._rejected += int(ok.size - int(ok.sum()))
         if rows.shape[0]:
             self._update(rows)
@@ -350,6 +348,10 @@ class DriftDetector(_StatefulEstimator):
     @abstractmethod
     def _update(self, rows: FloatArray) -> None:
         """Consumes finite, validated rows (scalar detectors get an (n, 1) matrix)."""
+
+    def _valid_rows(self, arr: FloatArray) -> NDArray[np.bool_]:
+        """Rows the detector accepts; the others are dropped and counted in `rejected`."""
+        return finite_rows(arr)
 
     def _mark_detection(self, row_index: int) -> None:
         """Records drift signalled at stream index `row_index`."""

@@ -1,0 +1,145 @@
+"""Chi-squared drift test for categorical values (e.g. predicted class) per dimension."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats
+
+from detectors.base import FloatArray, check_choice, check_positive_int, finite_rows
+from detectors.multiple_testing import CORRECTIONS, combine_p_values
+from detectors.windowed import TwoSampleOutcome, WindowedTwoSampleTest
+
+
+class ChiSquareDrift(WindowedTwoSampleTest):
+    """Chi-squared test of category frequencies, reference vs the last window, per column.
+
+    Each column holds category codes 0..n_categories-1 (for example the predicted class).
+    When the window is full, and then every `test_every` rows, the window's category counts
+    in each column are compared with the reference's by a chi-squared test of homogeneity
+    on the 2 x K contingency table (categories absent from both are left out; no Yates
+    correction), equal to ``scipy.stats.chi2_contingency(table, correction=False)``.
+    Per-column p-values are combined by Bonferroni or Benjamini-Hochberg; drift is
+    signalled when the combined p-value is below `alpha`. `score` is the largest per-column
+    chi-squared statistic, `p_value` the combined p-value, `threshold` is `alpha`.
+
+    Rows with NaN or Inf, or with a value that is not an integer in 0..n_categories-1, are
+    dropped and counted in `rejected`; a wrong number of columns, an empty batch or an
+    input that is not (n, d) or a single row raises ValueError.
+
+    Memory: O(d * n_categories + window) -- reference counts and the window.
+    Cost per test: O(d * (window_size + n_categories)).
+
+    Parameters
+    ----------
+    reference
+        (n_ref, d) category codes, or None to call `fit` later.
+    n_categories
+        Number of categories K; valid codes are 0..K-1.
+    window_size
+        Rows per test window.
+    test_every
+        New rows between tests once the window is full (default: `window_size`).
+    alpha
+        Significance level of the combined test.
+    correction
+        "bonferroni" or "fdr" (Benjamini-Hochberg).
+    seed
+        Unused (the test is deterministic); kept for a uniform API.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> det = ChiSquareDrift(rng.integers(0, 3, size=(600, 1)), n_categories=3, window_size=100)
+    >>> det.update(rng.integers(0, 3, size=(100, 1))).drift_detected
+    False
+    >>> det.update(rng.choice(3, p=[0.6, 0.2, 0.2], size=(100, 1))).drift_detected
+    True
+
+    References
+    ----------
+    Pearson, K. (1900). On the criterion that a given system of deviations ... Phil. Mag.
+    Rabanser, S., Günnemann, S. and Lipton, Z. C. (2019). Failing loudly. NeurIPS.
+    """
+
+    _FITTED_KEYS = ("_reference_counts",)
+    _STREAM_KEYS = ("_statistics", "_p_values")
+
+    def __init__(
+        self,
+        reference: ArrayLike | None = None,
+        n_categories: int = 10,
+        window_size: int = 100,
+        test_every: int | None = None,
+        alpha: float = 0.05,
+        correction: str = "bonferroni",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(window_size=window_size, test_every=test_every, alpha=alpha, seed=seed)
+        self.n_categories = check_positive_int("n_categories", n_categories, minimum=2)
+        check_choice("correction", correction, CORRECTIONS)
+        self.correction = correction
+        self._reference_counts = np.zeros((0, 0))
+        self._statistics = np.zeros(0)
+        self._p_values = np.zeros(0)
+        if reference is not None:
+            self.fit(reference)
+
+    def _params(self) -> dict[str, object]:
+        return {
+            **super()._params(),
+            "n_categories": self.n_categories,
+            "correction": self.correction,
+        }
+
+    @property
+    def p_values(self) -> FloatArray:
+        """Per-column p-values of the latest test (empty before the first)."""
+        return self._p_values.copy()
+
+    def _valid_rows(self, arr: FloatArray) -> NDArray[np.bool_]:
+        ok = finite_rows(arr)
+        with np.errstate(invalid="ignore"):
+            codes_ok = (arr == np.round(arr)) & (arr >= 0) & (arr < self.n_categories)
+        return np.asarray(ok & codes_ok.all(axis=1))
+
+    def _counts(self, codes: FloatArray) -> FloatArray:
+        d = codes.shape[1]
+        flat = codes.astype(np.int64) + self.n_categories * np.arange(d)[None, :]
+        counts = np.bincount(flat.ravel(), minlength=d * self.n_categories)
+        return counts.reshape(d, self.n_categories).astype(np.float64)
+
+    def _fit(self, reference: FloatArray) -> None:
+        ok = self._valid_rows(reference)
+        if not ok.any():
+            raise ValueError(
+                f"reference holds no row of integer codes in 0..{self.n_categories - 1}"
+            )
+        self._reference_counts = self._counts(reference[ok])
+
+    def _reset_stream(self) -> None:
+        super()._reset_stream()
+        self._statistics = np.zeros(0)
+        self._p_values = np.zeros(0)
+
+    def _after_load(self) -> None:
+        super()._after_load()
+        if self._reference_counts.shape != (self._n_features, self.n_categories):
+            raise ValueError("state reference counts do not match features and categories")
+
+    def _test(self, window: FloatArray, rng: np.random.Generator) -> TwoSampleOutcome:
+        obs = np.stack([self._reference_counts, self._counts(window)], axis=1)  # (d, 2, K)
+        col_tot = obs.sum(axis=1, keepdims=True)
+        row_tot = obs.sum(axis=2, keepdims=True)
+        expected = row_tot * col_tot / obs.sum(axis=(1, 2), keepdims=True)
+        present = col_tot > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(present, (obs - expected) ** 2 / expected, 0.0)
+        chi2 = terms.sum(axis=(1, 2))
+        dof = present[:, 0, :].sum(axis=1) - 1
+        p_values = np.where(dof > 0, stats.chi2.sf(chi2, np.maximum(dof, 1)), 1.0)
+        self._statistics = chi2
+        self._p_values = p_values
+        p = combine_p_values(p_values, self.correction)
+        return TwoSampleOutcome(p < self.alpha, float(chi2.max()), p, self.alpha)
