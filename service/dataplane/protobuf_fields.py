@@ -57,7 +57,6 @@ def length_delimited_fields(buf: bytes, wanted: frozenset[int]) -> dict[int, byt
 
 
 _NAME_VERSION = frozenset((1, 2))
-_STREAM_RESPONSE = frozenset((2,))
 
 
 def _text(raw: bytes | None) -> str:
@@ -73,10 +72,17 @@ def model_of_request(message: bytes) -> tuple[str, str]:
 
 
 def version_of_response(message: bytes, *, stream: bool) -> str:
-    """model_version of a ModelInferResponse, or of a ModelStreamInferResponse's response."""
-    if stream:
-        inner = length_delimited_fields(message, _STREAM_RESPONSE).get(2)
+    """model_version of a ModelInferResponse, or of a streamed response.
+
+    Triton streams ModelStreamInferResponse (field 1 error_message, field 2 the response);
+    MLServer streams plain ModelInferResponse (field 1 model_name, field 2 the version).
+    A wrapper never carries both fields with a response, a plain response always has its
+    model name, so "field 1 present" tells them apart.
+    """
+    fields = length_delimited_fields(message, _NAME_VERSION)
+    if stream and 1 not in fields:
+        inner = fields.get(2)
         if inner is None:
             return ""
-        message = inner
-    return _text(length_delimited_fields(message, _NAME_VERSION).get(2))
+        fields = length_delimited_fields(inner, _NAME_VERSION)
+    return _text(fields.get(2))

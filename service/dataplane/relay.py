@@ -111,6 +111,7 @@ class _Connection(asyncio.Protocol):
         self._idle_timer: asyncio.TimerHandle | None = None
         self._connect_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._pending: list[bytes] = []
         self.draining = False
         self._goaway_sent = False
         self._drain_started = 0.0
@@ -170,8 +171,11 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         upstream = self.upstream
         if upstream is None:
-            return
-        upstream.write(data)
+            # Reading is paused until the upstream is connected, but an event loop may
+            # still hand over what it had already read: keep it, in order.
+            self._pending.append(data)
+        else:
+            upstream.write(data)
         self._active = True
         self.relay.metrics.request_bytes.inc(len(data))
         tap = self.tap
@@ -184,6 +188,8 @@ class _Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._client_eof = True
         upstream = self.upstream
+        if upstream is None and not self._closed:
+            return True  # passed on once the upstream is connected
         if upstream is not None and upstream.can_write_eof() and not self._upstream_eof:
             upstream.write_eof()
             return True
@@ -211,6 +217,14 @@ class _Connection(asyncio.Protocol):
         self.upstream = transport
         _set_nodelay(transport)
         transport.set_write_buffer_limits(high=self.relay.settings.write_buffer_high_water_bytes)
+        if self._pending:
+            transport.write(b"".join(self._pending))
+            self._pending.clear()
+        if self._client_eof:
+            if not transport.can_write_eof():
+                self._close_both()
+                return
+            transport.write_eof()
         self.client_pause(False, bit=1)
 
     def from_upstream(self, data: bytes) -> None:

@@ -225,9 +225,9 @@ def test_header_table_size_setting_is_honoured() -> None:
     server = hpack.Encoder()
     server.header_table_size = 65536
     tap, events = new_tap()
-    tap.feed_client(f.PREFACE + f.settings(header_table_size=65536)
-                    + f.headers(hpack.Encoder(), 1, f.request_headers(INFER), end_stream=True))  # fmt: skip
-    tap.feed_server(f.settings() + f.headers(server, 1, [(":status", "200"), ("grpc-status", "0")],
-                                             end_stream=True))  # fmt: skip
+    request = f.headers(hpack.Encoder(), 1, f.request_headers(INFER), end_stream=True)
+    tap.feed_client(f.PREFACE + f.settings(header_table_size=65536) + request)
+    trailers = [(":status", "200"), ("grpc-status", "0")]
+    tap.feed_server(f.settings() + f.headers(server, 1, trailers, end_stream=True))
     assert events.failures == []
     assert [o.grpc_status for o, _ in events.observations] == [0]
