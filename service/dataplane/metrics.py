@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
 
 #: gRPC status codes by number, for the `code` label.
 GRPC_CODE_NAMES = (
@@ -109,13 +112,25 @@ class DataplaneMetrics:
             ["reason"],
             registry=registry,
         )
-        self.tap_bytes = Counter(
-            "outrider_tap_bytes_total",
-            "Bytes relayed, by direction (request: client to upstream).",
-            ["direction"],
-            registry=registry,
-        )
+        self.relayed_bytes = RelayedBytes()
+        registry.register(self.relayed_bytes)
         for outcome in ("sampled", "dropped", "skipped", "error"):
             self.tap_samples.labels(outcome=outcome)
-        self.request_bytes = self.tap_bytes.labels(direction="request")
-        self.response_bytes = self.tap_bytes.labels(direction="response")
+
+
+class RelayedBytes:
+    """`outrider_tap_bytes_total`: plain integers on the hot path, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.request = 0
+        self.response = 0
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "outrider_tap_bytes",
+            "Bytes relayed, by direction (request: client to upstream).",
+            labels=["direction"],
+        )
+        family.add_metric(["request"], self.request)
+        family.add_metric(["response"], self.response)
+        yield family

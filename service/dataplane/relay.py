@@ -103,6 +103,7 @@ class _Connection(asyncio.Protocol):
         self.upstream: asyncio.Transport | None = None
         self.upstream_name: UpstreamName = relay.upstream
         self.tap = relay._new_tap(self.id)
+        self._bytes = relay.metrics.relayed_bytes
         self._client_eof = False
         self._upstream_eof = False
         self._client_paused_by = 0  # client reading paused: 1 connecting, 2 backpressure
@@ -177,7 +178,7 @@ class _Connection(asyncio.Protocol):
         else:
             upstream.write(data)
         self._active = True
-        self.relay.metrics.request_bytes.inc(len(data))
+        self._bytes.request += len(data)
         tap = self.tap
         if tap is not None:
             try:
@@ -233,7 +234,7 @@ class _Connection(asyncio.Protocol):
             return
         client.write(data)
         self._active = True
-        self.relay.metrics.response_bytes.inc(len(data))
+        self._bytes.response += len(data)
         tap = self.tap
         if tap is not None:
             try:
