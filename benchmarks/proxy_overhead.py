@@ -223,6 +223,10 @@ class ServerProcess:
             time.sleep(0.05)
         self.port = int(self.port_file.read_text())
 
+    def cpu_seconds(self) -> float:
+        """CPU time of the process's main thread so far (schedstat: nanoseconds, not ticks)."""
+        return int(Path(f"/proc/{self.proc.pid}/schedstat").read_text().split()[0]) / 1e9
+
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -331,7 +335,14 @@ def _measure_mode(
                 lat = client.latency(request, n)
                 out[f"{label}_c1_p50_ms"] = lat["p50_ms"]
                 out[f"{label}_c1_p99_ms"] = lat["p99_ms"]
+                proc = servers.get(name)
+                cpu0 = proc.cpu_seconds() if proc is not None else 0.0
                 out[f"{label}_c8_rps"] = client.throughput(request, 8, per)
+                if proc is not None:
+                    # CPU the sidecar spends per request: far less noisy than wall times
+                    out[f"{label}_c8_cpu_us_per_req"] = (
+                        (proc.cpu_seconds() - cpu0) / (8 * per) * 1e6
+                    )
             if name in servers:
                 out["rss_mb"] = servers[name].rss_mb()
             return out
@@ -374,6 +385,13 @@ def _summarise(raw: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
             [
                 (raw[name][i]["4KB_c1_p50_ms"] - raw["direct"][i]["4KB_c1_p50_ms"])
                 / (raw["passthrough"][i]["4KB_c1_p50_ms"] - raw["direct"][i]["4KB_c1_p50_ms"])
+                for i in range(n)
+            ]
+        )
+        entry["4KB_c8_cpu_per_req_on_vs_off"] = median(
+            [
+                raw[name][i]["4KB_c8_cpu_us_per_req"]
+                / raw["outrider_off"][i]["4KB_c8_cpu_us_per_req"]
                 for i in range(n)
             ]
         )
@@ -521,11 +539,12 @@ def _print_mode(mode: str, summary: dict[str, Any]) -> None:
         "256KB_c1_p50_ms",
         "256KB_c1_p99_ms",
         "256KB_c8_rps",
+        "4KB_c8_cpu_us_per_req",
         "rss_mb",
     ]
-    print(f"{'contender':<20}" + "".join(f"{c:>17}" for c in cols))
+    print(f"{'contender':<20}" + "".join(f"{c:>22}" for c in cols))
     for name, row in med.items():
-        print(f"{name:<20}" + "".join(f"{row.get(c, float('nan')):>17.3f}" for c in cols))
+        print(f"{name:<20}" + "".join(f"{row.get(c, float('nan')):>22.3f}" for c in cols))
     print("ratios (per-round, median):")
     for name, row in summary["ratios"].items():
         print(f"  {name}: " + ", ".join(f"{k}={v:.3f}" for k, v in row.items()))

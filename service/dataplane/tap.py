@@ -107,6 +107,10 @@ def _header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | No
     return None
 
 
+_HIGH_BIT_BYTES = bytes(range(0x80, 0x100))
+_MAX_CACHED_BLOCKS = 256
+
+
 class _Direction:
     """Frame listener for one direction; forwards to the shared tap state."""
 
@@ -114,16 +118,37 @@ class _Direction:
         self._tap = tap
         self._from_client = from_client
         self.decoder = hpack.Decoder()
+        # Decoded header blocks made only of indexed fields, valid while the dynamic table
+        # is unchanged. Such blocks never change the table, and gRPC repeats them on every
+        # call (response headers, `grpc-status: 0` trailers), so most decodes are lookups.
+        self._indexed_blocks: dict[bytes, list[tuple[bytes, bytes]]] = {}
 
-    def on_header_block(self, stream_id: int, block: bytes, end_stream: bool) -> None:
+    def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
+        # A block whose bytes all have the high bit set is a run of one-byte indexed fields
+        # (a multi-byte integer would end on a byte without it).
+        indexed_only = bool(block) and not block.translate(None, _HIGH_BIT_BYTES)
+        if indexed_only:
+            cached = self._indexed_blocks.get(block)
+            if cached is not None:
+                return cached
         try:
-            headers = self.decoder.decode(block, raw=True)
+            headers: list[tuple[bytes, bytes]] = self.decoder.decode(block, raw=True)  # type: ignore[assignment]
         except hpack.HPACKError as err:
             raise FrameError("hpack", f"{type(err).__name__}: {err}") from None
-        if self._from_client:
-            self._tap.request_headers(stream_id, headers, end_stream)  # type: ignore[arg-type]
+        if indexed_only:
+            if len(self._indexed_blocks) >= _MAX_CACHED_BLOCKS:
+                self._indexed_blocks.clear()
+            self._indexed_blocks[block] = headers
         else:
-            self._tap.response_headers(stream_id, headers, end_stream)  # type: ignore[arg-type]
+            self._indexed_blocks.clear()  # the table may have changed
+        return headers
+
+    def on_header_block(self, stream_id: int, block: bytes, end_stream: bool) -> None:
+        headers = self._decode(block)
+        if self._from_client:
+            self._tap.request_headers(stream_id, headers, end_stream)
+        else:
+            self._tap.response_headers(stream_id, headers, end_stream)
 
     def wants_data(self, stream_id: int) -> bool:
         return self._tap.wants_data(stream_id, self._from_client)
