@@ -28,6 +28,7 @@ from service.hooks.build import build_dispatcher
 from service.hooks.secret_source import read_secret
 from service.incident_flow import IncidentFlow
 from service.monitor.alerts import AlertEngine
+from service.monitor.model_versions import upstream_version_lookup
 from service.monitor.pipeline import MonitorPipeline
 from service.monitor.reading_history import ReadingHistory
 from service.monitor.readings import DetectorReading, ProbeReading
@@ -65,12 +66,21 @@ class OutriderApp:
             on_transition=self._on_transition,
             stale_after=settings.alert_stale_after_seconds,
         )
+        upstream = settings.dataplane.upstream
+        # Requests that name no version get the one the upstream's ModelMetadata reports
+        # (asked once per model). Plaintext only: the lookup client speaks no TLS.
+        version_lookup = (
+            upstream_version_lookup(f"{upstream.host}:{upstream.port}")
+            if upstream.tls is None
+            else None
+        )
         # Raises at start, not mid-stream, on a reference that does not fit its signal.
         self.pipeline = MonitorPipeline(
             settings,
             registry=self.registry,
             state_dir=self.state_dir.root,
             on_reading=self._on_reading,
+            version_lookup=version_lookup,
         )
         self.relay = Relay(settings.dataplane, registry=self.registry, sink=self.pipeline)
         switch = self.relay if settings.dataplane.fallback_upstream is not None else None

@@ -57,7 +57,7 @@ def demo_config(
                         "source": {"output": "embedding"},
                         "reference": {"path": str(references / "embedding.npz")},
                         "detectors": [
-                            {"type": "mmd", "window": WINDOW, "params": {"alpha": 0.01}},
+                            {"type": "mmd", "window": WINDOW, "reference_rows": 500, "params": {"alpha": 0.01}},
                             {"type": "knn", "window": WINDOW, "params": {"k": 10}},
                         ],
                     },

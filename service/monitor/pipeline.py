@@ -669,6 +669,17 @@ class MonitorPipeline:
                     evidence_of.load_evidence_state(entry)
                 except (KeyError, TypeError, ValueError) as exc:
                     skipped.append(f"evidence {entry.get('model')}/{entry.get('signal')}: {exc}")
+            # Publish what the restored detectors say now, so metrics and alert rules see the
+            # restored state at once rather than after the next window of traffic.
+            now = self._clock()
+            restored = [
+                reading
+                for signals in self._signals.values()
+                for signal in signals
+                for version in signal.streams
+                for reading in self._read(signal, version, now)
+            ]
+        self._publish(restored)
         for reason in skipped:
             _log.warning("checkpoint_entry_skipped", reason=reason)
         return skipped
