@@ -92,12 +92,32 @@ class OutriderApp:
         self._flow: IncidentFlow | None = None
         self._alert_thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._versions_seen: set[tuple[str, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- callbacks from the monitor and the alert engine -----------------------------------
 
     def _on_reading(self, reading: DetectorReading | ProbeReading) -> None:
         self.history.append(reading)
         self.alerts.observe(reading)
+        if isinstance(reading, DetectorReading):
+            self._note_version(reading.model, reading.version)
+
+    def _note_version(self, model: str, version: str) -> None:
+        """Tells the probe scheduler about versions seen in traffic (it runs suites on new ones)."""
+        key = (model, version)
+        if self.probes is None or self._loop is None or key in self._versions_seen:
+            return
+        self._versions_seen.add(key)
+        self._loop.call_soon_threadsafe(self._spawn_version_probe, model, version)
+
+    def _spawn_version_probe(self, model: str, version: str) -> None:
+        assert self._loop is not None and self.probes is not None
+        task = self._loop.create_task(self.probes.on_version_seen(model, version))
+        # The loop keeps only weak references to tasks: hold this one until it is done.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _on_transition(self, transition: Any) -> None:
         if self._flow is not None:
@@ -106,7 +126,7 @@ class OutriderApp:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._flow = IncidentFlow(
             self.incidents,
             self.history,
@@ -173,7 +193,7 @@ class OutriderApp:
             self.settings.probes,
             target=self.settings.probes.target or f"{upstream.host}:{upstream.port}",
             registry=self.registry,
-            state_dir=self.state_dir.probes,
+            state_dir=self.state_dir.root,
             on_reading=self._on_reading,
         )
         await self.probes.start()

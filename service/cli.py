@@ -231,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_reference_subcommands(commands, load_config=_load_or_exit)
 
+    from service.probes.cli import add_probes_subcommands
+
+    add_probes_subcommands(commands)
+
     incidents = commands.add_parser("incidents", help="list and show incidents")
     incidents_commands = incidents.add_subparsers(dest="incidents_command", required=True)
     for name in ("list", "show"):
