@@ -318,6 +318,11 @@ def test_drift_alert_reaches_outriders_webhook_hook_exactly_once(
                   lambda: len(received.get("/audit", [])) >= 2, remaining(), processes)
         time.sleep(0.5)
 
+    # SIGTERM is the normal stop in Kubernetes: outrider drains and exits cleanly.
+    assert outrider.returncode == 0, _log_tails({tmp_path / "outrider.log": outrider})
+    errors = [line for line in (tmp_path / "outrider.log").read_text().splitlines()
+              if '"level": "error"' in line]
+    assert errors == []
     assert all(n["status"] == "firing" for n in received["/audit"])
     assert len(received["/drift"]) == 1, received["/drift"]
     (delivery,) = received["/drift"]
