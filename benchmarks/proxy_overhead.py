@@ -224,8 +224,12 @@ class ServerProcess:
         self.port = int(self.port_file.read_text())
 
     def cpu_seconds(self) -> float:
-        """CPU time of the process's main thread so far (schedstat: nanoseconds, not ticks)."""
-        return int(Path(f"/proc/{self.proc.pid}/schedstat").read_text().split()[0]) / 1e9
+        """CPU time of all the process's threads so far (schedstat: nanoseconds, not ticks)."""
+        total = 0
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread may exit while we look
+                total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e9
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -442,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     if "--role" in argv:
         return _role_main(argv)
     args = parse_args(__doc__.splitlines()[0], argv)
+    # SIGTERM -> SystemExit, so the server processes below are stopped on the way out
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     rounds = args.rounds or (3 if args.quick else 7)
     results: dict[str, Any] = {"rounds": rounds, "payloads": {"4KB": 4096, "256KB": 262144}}
     targets: list[Target] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 
@@ -13,6 +14,7 @@ from service.dataplane.observation import ListSink
 from service.dataplane.relay import Relay
 from service.dataplane.settings import UpstreamSettings
 from tests.dataplane.conftest import EchoUpstream, RelayFactory, open_channel, stream, unary
+from tests.dataplane.frames import PREFACE, frame
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
@@ -288,3 +290,43 @@ async def test_stop_lets_inflight_call_finish(
         assert await call == b"done"
         assert time.monotonic() - t0 < 2.0
     assert not relay.ready
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "reason"),
+    [
+        ("random", bytes(random.Random(3).getrandbits(8) for _ in range(200_000)), "not_http2"),
+        (
+            "bogus_hpack",
+            PREFACE + frame(1, 0x5, 1, b"\xff\xff\xff\xff\xff") + b"\x00" * 5000,
+            "hpack",
+        ),
+        ("truncated", PREFACE + frame(0, 0, 1, b"x" * 100)[:50], None),
+    ],
+)
+async def test_garbage_is_relayed_byte_for_byte(
+    make_relay: RelayFactory, name: str, payload: bytes, reason: str | None
+) -> None:
+    """Whatever the tap makes of the bytes, the relay forwards them untouched."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    relay = await make_relay(server.sockets[0].getsockname()[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+    writer.write(payload)
+    writer.write_eof()
+    assert await asyncio.wait_for(reader.read(), 10) == payload
+    writer.close()
+    server.close()
+    disabled = {
+        r: sample(relay, "outrider_tap_disabled_connections_total", reason=r)
+        for r in ("not_http2", "hpack", "protocol")
+    }
+    assert sum(disabled.values()) == (0.0 if reason is None else 1.0)
+    if reason is not None:
+        assert disabled[reason] == 1.0
