@@ -2,10 +2,11 @@
 
 Starts, all on loopback with free ports: the bundled model server on the digits demo model,
 `outrider serve` in front of it, Debian's Prometheus scraping outrider with the shipped rules
-(deploy/prometheus/, only the drift alert's `for` shortened), Debian's Alertmanager with a
-route to outrider's receiver, and a local HTTP receiver for outrider's webhook hook. Clean
-digits fill the reference, inverted digits drift; the webhook must arrive exactly once even
-though Alertmanager re-notifies.
+(deploy/prometheus/, only the drift alert's `for` shortened), Debian's Alertmanager with the
+shipped routing (deploy/alertmanager/, receivers pointed at loopback, timings shortened), and
+a local HTTP receiver for outrider's webhook hook and the pager. Clean digits fill the
+reference, inverted digits drift; the webhook must arrive exactly once even though
+Alertmanager re-notifies.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def _get(url: str) -> bytes:
 
 
 class _HookReceiver(BaseHTTPRequestHandler):
-    """Records every POST by path: outrider's webhook hook and Alertmanager's audit copy."""
+    """Records every POST by path: outrider's webhook hook, Alertmanager's pager and tickets."""
 
     received: dict[str, list[dict[str, Any]]] = {}
 
@@ -178,6 +179,31 @@ def _firing_alerts(prometheus_port: int) -> list[dict[str, Any]]:
     return [a for a in body["data"]["alerts"] if a["state"] == "firing"]
 
 
+def _shipped_alertmanager_config(target: Path, ports: dict[str, int]) -> None:
+    """deploy/alertmanager/alertmanager.yml with local receivers and test-sized timings.
+
+    The routing tree is kept as shipped; outrider's receiver points at the running outrider
+    and the pager and ticket receivers become local webhooks, so the test sees where each
+    notification went.
+    """
+    config = yaml.safe_load((DEPLOY_DIR / "alertmanager/alertmanager.yml").read_text())
+    timings = {"group_wait": "200ms", "group_interval": "1s", "repeat_interval": "2s"}
+    config["route"].update(timings)
+    for route in config["route"]["routes"]:
+        for key in timings:
+            if key in route:
+                route[key] = timings[key]
+    receivers = []
+    for receiver in config["receivers"]:
+        name = receiver["name"]
+        url = (f"http://127.0.0.1:{ports['admin']}/alertmanager" if name == "outrider"
+               else f"http://127.0.0.1:{ports['hook']}/{name}")
+        receivers.append({"name": name, "webhook_configs": [{"url": url, "send_resolved": True}]})
+    assert [r["name"] for r in receivers] == ["outrider", "pager", "tickets"]
+    config["receivers"] = receivers
+    target.write_text(yaml.safe_dump(config))
+
+
 def test_drift_alert_reaches_outriders_webhook_hook_exactly_once(
     tmp_path: Path, demo_model_path: Path
 ) -> None:
@@ -223,28 +249,7 @@ def test_drift_alert_reaches_outriders_webhook_hook_exactly_once(
             "static_configs": [{"targets": [f"127.0.0.1:{ports['admin']}"]}],
         }],
     }))
-    # The shipped routing (critical model alerts -> outrider), with test-sized timings.
-    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump({
-        "route": {
-            "receiver": "outrider",
-            "group_by": ["alertname", "model", "version"],
-            "group_wait": "200ms", "group_interval": "1s", "repeat_interval": "2s",
-            "routes": [
-                {"receiver": "outrider", "continue": True,
-                 "matchers": ['severity="critical"', 'category="model"']},
-                # A copy of every notification, to prove Alertmanager did repeat itself.
-                {"receiver": "audit", "matchers": ['severity="critical"']},
-            ],
-        },
-        "receivers": [
-            {"name": "outrider", "webhook_configs": [
-                {"url": f"http://127.0.0.1:{ports['admin']}/alertmanager", "send_resolved": True}
-            ]},
-            {"name": "audit", "webhook_configs": [
-                {"url": f"http://127.0.0.1:{ports['hook']}/audit", "send_resolved": True}
-            ]},
-        ],
-    }))
+    _shipped_alertmanager_config(tmp_path / "alertmanager.yml", ports)
 
     data = load_demo_data("digits", seed=0)
     rng = np.random.default_rng(7)
@@ -313,9 +318,10 @@ def test_drift_alert_reaches_outriders_webhook_hook_exactly_once(
                               for a in _firing_alerts(ports["prometheus"])),
                   remaining(), processes)
         _wait_for("the webhook hook", lambda: "/drift" in received, remaining(), processes)
-        # Alertmanager re-notifies every 2 s; outrider must not act again for the same incident.
-        _wait_for("a repeated Alertmanager notification",
-                  lambda: len(received.get("/audit", [])) >= 2, remaining(), processes)
+        # The shipped route also pages. Alertmanager re-notifies every 2 s (the pager sees it);
+        # outrider must not act again for the same alert.
+        _wait_for("a repeated page",
+                  lambda: len(received.get("/pager", [])) >= 2, remaining(), processes)
         time.sleep(0.5)
 
     # SIGTERM is the normal stop in Kubernetes: outrider drains and exits cleanly.
@@ -323,7 +329,9 @@ def test_drift_alert_reaches_outriders_webhook_hook_exactly_once(
     errors = [line for line in (tmp_path / "outrider.log").read_text().splitlines()
               if '"level": "error"' in line]
     assert errors == []
-    assert all(n["status"] == "firing" for n in received["/audit"])
+    assert all(n["status"] == "firing" for n in received["/pager"])
+    assert {n["commonLabels"]["alertname"] for n in received["/pager"]} == {"OutriderDriftDetected"}
+    assert "/tickets" not in received
     assert len(received["/drift"]) == 1, received["/drift"]
     (delivery,) = received["/drift"]
     assert delivery["hook"] == "notify-owner"
