@@ -176,10 +176,9 @@ class AlibiOnlineDetector(DriftDetector):
 
     `drift_detected` says whether any row of the latest update crossed its threshold;
     `score` and `threshold` are the latest statistic and threshold (the largest feature
-    statistic for CVM). The adapter calls alibi-detect's ``score`` and applies its
-    thresholds itself instead of ``predict``, which appends every step to history arrays;
-    memory is then O(reference + window), except that ``CVMDriftOnline`` keeps every row it
-    has seen (an alibi-detect limitation).
+    statistic for CVM). Decisions are alibi-detect's own ``predict``; after each row the
+    adapter drops the per-step history ``predict`` accumulates (statistics, decisions, and
+    for CVM every row seen), so memory stays O(reference + window) on long streams.
     """
 
     def __init__(
@@ -202,7 +201,6 @@ class AlibiOnlineDetector(DriftDetector):
         self.alibi_kwargs = dict(alibi_kwargs)
         self._cls = getattr(import_alibi_cd(), detector)
         self._alibi: Any = None
-        self._alibi_thresholds = np.zeros(0)
         if reference is not None:
             self.fit(reference)
 
@@ -232,8 +230,6 @@ class AlibiOnlineDetector(DriftDetector):
         if self.seed is not None:
             _seed_alibi(self._entropy)
         self._alibi = self._cls(ref, ert=self.ert, **kwargs)
-        # Fixed once calibrated; alibi-detect's property rebuilds the array on every read.
-        self._alibi_thresholds = np.asarray(self._alibi.thresholds, dtype=np.float64)
 
     def _reset_stream(self) -> None:
         if self._alibi is not None:
@@ -252,24 +248,24 @@ class AlibiOnlineDetector(DriftDetector):
     def _update(self, rows: FloatArray) -> None:
         self._drift_flag = 0
         batch = rows.astype(np.float32) if self._torch else rows
-        det = self._alibi
         for row in batch:
-            # score() + thresholds rather than predict(): predict appends every step to
-            # arrays inside alibi-detect (memory and time growing with the stream).
-            stat = np.asarray(det.score(row), dtype=np.float64)
-            thresholds = self._alibi_thresholds
-            # alibi-detect's rule: the step's own threshold while the window fills, then the
-            # last one; univariate detectors index by t - 1, multivariate ones by t.
-            t = int(det.t) if self._torch else int(det.t) - 1
-            threshold = thresholds[min(max(t, 0), len(thresholds) - 1)]
-            if self._torch:
-                detected = bool(float(stat) > float(threshold))
-            else:
-                with np.errstate(invalid="ignore"):
-                    max_stats = stat.max(axis=0) if stat.ndim > 1 else stat
-                detected = bool(np.any(np.nan_to_num(max_stats, nan=-np.inf) > threshold))
+            data = self._alibi.predict(row, return_test_stat=True)["data"]
+            self._trim_history()
             self._n_seen += 1
-            self._score = _as_float(stat, "max")
-            self._threshold = _as_float(threshold, "max")
-            if detected:
+            self._score = _as_float(data["test_stat"], "max")
+            self._threshold = _as_float(data["threshold"], "max")
+            if data["is_drift"]:
                 self._mark_detection(self._n_seen - 1)
+
+    def _trim_history(self) -> None:
+        # predict() appends every step's statistic and decision to arrays (and CVM keeps
+        # every row in `xs`): memory and per-step time would grow with the stream. Only the
+        # last window of rows is ever read again, so the rest is dropped here. The PyTorch
+        # detectors keep that state on the backend object the public class wraps, which
+        # offers no other way to bound it.
+        state = getattr(self._alibi, "_detector", self._alibi)
+        state.test_stats = state.test_stats[-1:]
+        state.drift_preds = state.drift_preds[-1:]
+        xs = getattr(state, "xs", None)
+        if isinstance(xs, np.ndarray) and xs.ndim == 2 and xs.shape[0] > self.window_size:
+            state.xs = xs[-self.window_size :]

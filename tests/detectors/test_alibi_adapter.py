@@ -81,7 +81,10 @@ def test_two_sample_adapter_rejects_nan_rows_and_round_trips_state() -> None:
     state = det.state_dict()
     other = AlibiDetector("KSDrift", ref, window_size=20, seed=0).load_state_dict(state)
     assert (other.rejected, other.n_seen, other.n_tests, other.p_value) == (
-        2, 28, 1, det.p_value,
+        2,
+        28,
+        1,
+        det.p_value,
     )
     with pytest.raises(ValueError, match="fit the adapter on its reference"):
         AlibiDetector("KSDrift", window_size=20, seed=0).load_state_dict(state)
@@ -127,6 +130,7 @@ def test_cvm_online_adapter_detects_a_mean_shift_and_resets() -> None:
         return det
 
     first, second = run(), run()
+    assert first._alibi.xs.shape == (10, 2)  # rows beyond the window are dropped
     assert first.detection_index == second.detection_index
     assert first.detection_index is not None and 20 <= first.detection_index < 30
     assert first.score is not None and first.threshold is not None
@@ -151,4 +155,4 @@ def test_mmd_online_adapter_flags_a_large_shift_without_history_growth() -> None
     det.update(rng.normal(loc=4.0, size=(15, 3)))
     assert det.drift_detected
     assert det.detection_index is not None and det.detection_index < 15
-    assert len(det._alibi.test_stats) == 0  # predict()'s per-step history is never filled
+    assert len(det._alibi.test_stats) == 1  # predict()'s per-step history stays trimmed
