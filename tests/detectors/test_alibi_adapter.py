@@ -138,7 +138,9 @@ def test_cvm_online_adapter_detects_a_mean_shift_and_resets() -> None:
     state = first.state_dict()
     assert {k for k in state if not k.startswith("_")} == {"class", "params", "entropy"}
     first.reset()
-    assert (first.n_seen, first.detection_index, first.drift_detected) == (0, None, False)
+    assert first.n_seen == 0
+    assert first.detection_index is None
+    assert not first.drift_detected
     first.load_state_dict(state)
     assert first.detection_index == second.detection_index
 
