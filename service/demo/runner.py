@@ -145,33 +145,23 @@ def _summary(console: Console, setup: DemoSetup, stats: TrafficStats, admin: str
         console.print("no incidents were opened")
         return
     table = Table(title="incidents opened by outrider")
-    for column in (
-        "id",
-        "alert",
-        "severity",
-        "signal / detector",
-        "started",
-        "status",
-        "actions",
-        "plot",
-    ):
+    for column in ("id", "alert", "severity", "signal/detector", "started", "status", "actions"):
         table.add_column(column)
     for incident in incidents:
         evidence = incident.get("evidence", {})
-        actions = (
-            ", ".join(f"{a['hook']}:{a['outcome']}" for a in incident.get("actions", [])) or "-"
-        )
         table.add_row(
             str(incident["id"]),
             incident["alert"],
             incident["severity"],
-            f"{evidence.get('signal', '-')} / {evidence.get('detector', '-')}",
+            f"{evidence.get('signal', '-')}/{evidence.get('detector', '-')}",
             time.strftime("%H:%M:%S", time.localtime(incident["started_at"])),
             "resolved" if incident.get("ended_at") else "open",
-            actions,
-            incident.get("plot_path") or "-",
+            str(len(incident.get("actions", []))),
         )
     console.print(table)
+    for incident in incidents:
+        if incident.get("plot_path"):
+            console.print(f"  plot of incident {incident['id']}: {incident['plot_path']}")
     console.print(
         f"inspect one: outrider incidents show {incidents[0]['id']} --state-dir {setup.state_dir}"
     )

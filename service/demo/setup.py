@@ -57,7 +57,7 @@ def demo_config(
                         "source": {"output": "embedding"},
                         "reference": {"path": str(references / "embedding.npz")},
                         "detectors": [
-                            {"type": "mmd", "window": WINDOW, "reference_rows": 500, "params": {"alpha": 0.01}},
+                            {"type": "mmd", "window": WINDOW, "params": {"alpha": 0.01}},
                             {"type": "knn", "window": WINDOW, "params": {"k": 10}},
                         ],
                     },
@@ -100,6 +100,7 @@ def demo_config(
                 "condition": {"ood_ratio_above": 0.5},
                 "selector": {"signal": "embedding", "detector": "knn"},
                 "for": "4s",
+                "keep_firing_for": "20s",
                 "annotations": {"summary": "{model}: over half the inputs are out of distribution"},
             },
         ],
@@ -131,7 +132,7 @@ def prepare_demo(
     state_dir = state_dir.resolve()
     model_path = build_demo_model(state_dir / "models", dataset)
     data = load_demo_data(dataset)
-    raw = _model_outputs(model_path, data.x_train)
+    raw = _model_outputs(model_path, data.x_reference)
     source = state_dir / "reference-source.npz"
     np.savez(source, embedding=raw["embedding"], probabilities=raw["probabilities"])
     config_path = state_dir / "demo-config.yaml"

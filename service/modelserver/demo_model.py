@@ -25,16 +25,23 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 DATASETS = ("digits", "mnist")
-_RECIPE_VERSION = 1  # bump when the graph or training changes, so caches rebuild
+_RECIPE_VERSION = 2  # bump when the graph or training changes, so caches rebuild
 
 
 @dataclass(frozen=True)
 class DemoData:
-    """A seeded train/test split of a demo dataset, pixels as float32 on the original scale."""
+    """A seeded three-way split of a demo dataset, pixels as float32 on the original scale.
+
+    The model is trained on `train` only. `reference` and `test` are both held out: a drift
+    reference must come from data the model did not fit (a model is more confident on its
+    own training rows, so a training-set reference makes fresh traffic look drifted).
+    """
 
     name: str
     x_train: np.ndarray
     y_train: np.ndarray
+    x_reference: np.ndarray
+    y_reference: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     image_shape: tuple[int, int]
@@ -42,7 +49,7 @@ class DemoData:
 
 
 def load_demo_data(dataset: str = "digits", seed: int = 0) -> DemoData:
-    """Loads a demo dataset from the packages that ship it, shuffled and split 75/25."""
+    """Loads a demo dataset from the packages that ship it, shuffled, split 60/20/20."""
     if dataset == "digits":
         from sklearn.datasets import load_digits
 
@@ -57,8 +64,8 @@ def load_demo_data(dataset: str = "digits", seed: int = 0) -> DemoData:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     order = np.random.default_rng(seed).permutation(len(x))
     x, y = x[order], y[order]
-    cut = int(len(x) * 0.75)
-    return DemoData(dataset, x[:cut], y[:cut], x[cut:], y[cut:], shape, pixel_max)
+    a, b = int(len(x) * 0.6), int(len(x) * 0.8)
+    return DemoData(dataset, x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:], shape, pixel_max)
 
 
 def _load_mnist_5k() -> tuple[np.ndarray, np.ndarray]:

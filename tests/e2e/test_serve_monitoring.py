@@ -73,7 +73,7 @@ def _config(model_port: int, state_dir: Path, tensor: str = "embedding") -> dict
 def _build_reference(config_path: Path, model_path: Path, state_dir: Path) -> None:
     data = load_demo_data("digits", seed=0)
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    (embedding,) = session.run(["embedding"], {"pixels": data.x_train})
+    (embedding,) = session.run(["embedding"], {"pixels": data.x_reference})
     source = state_dir / "embedding-source.npy"
     np.save(source, embedding)
     build_reference(
