@@ -132,7 +132,9 @@ class DecodingSink:
             self.decoded += 1
 
 
-async def _serve_relay(port_file: Path, upstream_port: int, monitoring: bool, stats: Path) -> None:
+async def _serve_relay(
+    port_file: Path, upstream_port: int, monitoring: bool, stats: Path, tap: bool = True
+) -> None:
     from service.dataplane.relay import Relay
     from service.dataplane.settings import DataplaneSettings, UpstreamSettings
 
@@ -143,6 +145,7 @@ async def _serve_relay(port_file: Path, upstream_port: int, monitoring: bool, st
         sampling_rate=1.0 if monitoring else 0.0,
         max_samples_per_second=1e9,
         max_message_bytes=MAX_MESSAGE,
+        tap_enabled=tap,
     )
     relay = Relay(settings, sink=sink)
     await relay.start()
@@ -186,9 +189,13 @@ def _role_main(argv: list[str]) -> int:
         coro = _serve_model(args.port_file, args.model_dir)
     elif args.role == "passthrough":
         coro = _serve_passthrough(args.port_file, args.upstream)
-    elif args.role in ("relay-off", "relay-on"):
+    elif args.role in ("relay-off", "relay-on", "relay-notap"):
         coro = _serve_relay(
-            args.port_file, int(args.upstream), args.role == "relay-on", args.stats_file
+            args.port_file,
+            int(args.upstream),
+            args.role == "relay-on",
+            args.stats_file,
+            tap=args.role != "relay-notap",
         )
     else:
         raise SystemExit(f"unknown role {args.role}")

@@ -65,8 +65,29 @@ def _text(raw: bytes | None) -> str:
     return raw.decode("utf-8", "replace")
 
 
+def _leading_name_version(buf: bytes) -> tuple[str, str] | None:
+    """Fast path for the usual layout: field 1 then field 2, both shorter than 128 bytes."""
+    n = len(buf)
+    if n < 2 or buf[0] != 0x0A or buf[1] >= 0x80:
+        return None
+    end = 2 + buf[1]
+    if end > n:
+        return None
+    name = buf[2:end].decode("utf-8", "replace")
+    if end + 2 <= n and buf[end] == 0x12 and buf[end + 1] < 0x80:
+        stop = end + 2 + buf[end + 1]
+        if stop <= n:
+            return name, buf[end + 2 : stop].decode("utf-8", "replace")
+    if end >= n or buf[end] == 0x12:
+        return None  # cut short, or a version too long for the fast path
+    return name, ""
+
+
 def model_of_request(message: bytes) -> tuple[str, str]:
     """(model_name, model_version) of a ModelInferRequest (or its head)."""
+    fast = _leading_name_version(message)
+    if fast is not None:
+        return fast
     fields = length_delimited_fields(message, _NAME_VERSION)
     return _text(fields.get(1)), _text(fields.get(2))
 
@@ -79,6 +100,9 @@ def version_of_response(message: bytes, *, stream: bool) -> str:
     A wrapper never carries both fields with a response, a plain response always has its
     model name, so "field 1 present" tells them apart.
     """
+    fast = _leading_name_version(message)
+    if fast is not None:
+        return fast[1]
     fields = length_delimited_fields(message, _NAME_VERSION)
     if stream and 1 not in fields:
         inner = fields.get(2)

@@ -93,3 +93,10 @@ def test_settings_refuse_unknown_keys_and_half_mtls() -> None:
         UpstreamTlsSettings.model_validate({"cert_file": "c.pem"})
     assert DataplaneSettings().upstream.port == 8000
     assert all(f.description for f in DataplaneSettings.model_fields.values())
+
+
+def test_long_version_takes_the_general_path() -> None:
+    request = pb.ModelInferRequest(model_name="m", model_version="v" * 200, id="i")
+    assert model_of_request(request.SerializeToString()) == ("m", "v" * 200)
+    only_id = pb.ModelInferRequest(model_name="m", id="i").SerializeToString()
+    assert model_of_request(only_id) == ("m", "")
