@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import shutil
 import subprocess
@@ -92,6 +94,16 @@ def tool_path(name: str) -> str:
     if found is None:
         pytest.skip(f"{name} is not installed (see the deploy section of .ci/run)")
     return found
+
+
+def outrider_config_check(paths: list[Path]) -> tuple[int, str]:
+    """`outrider config check --quiet PATHS` in-process (a subprocess spends seconds importing)."""
+    from service.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["config", "check", "--quiet", *map(str, paths)])
+    return code, out.getvalue() + err.getvalue()
 
 
 def run_tool(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

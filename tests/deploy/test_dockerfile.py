@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from deploy_contract import REPO_ROOT, run_tool, tool_path
+from deploy_contract import REPO_ROOT, outrider_config_check, run_tool, tool_path
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 _VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
@@ -121,13 +121,8 @@ def test_runtime_stage_has_no_compiler_and_copies_nothing_from_the_builder() -> 
 
 
 def test_default_config_in_the_image_passes_config_check() -> None:
-    result = run_tool(
-        [sys.executable, "-c", "import sys; from service.cli import main; "
-         "sys.exit(main(['config', 'check', '--quiet', sys.argv[1]]))",
-         str(REPO_ROOT / "deploy/docker/config.yaml")],
-        cwd=REPO_ROOT,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    code, output = outrider_config_check([REPO_ROOT / "deploy/docker/config.yaml"])
+    assert code == 0, output
 
 
 def test_runtime_stage_is_documented_and_runs_outrider_serve_as_non_root() -> None:

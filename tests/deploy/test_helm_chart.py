@@ -11,14 +11,20 @@ import copy
 import filecmp
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tomllib
 import yaml
-from deploy_contract import CHART_DIR, DEPLOY_DIR, REPO_ROOT, run_tool, tool_path
+from deploy_contract import (
+    CHART_DIR,
+    DEPLOY_DIR,
+    REPO_ROOT,
+    outrider_config_check,
+    run_tool,
+    tool_path,
+)
 
 SCHEMA = CHART_DIR / "values.schema.json"
 EXAMPLES = sorted((CHART_DIR / "examples").glob("*.yaml"))
@@ -211,14 +217,10 @@ def test_rendered_outrider_config_passes_config_check(tmp_path: Path) -> None:
             values = coalesce(values, yaml.safe_load(values_file.read_text()))
         config = tmp_path / f"config-{values_file.stem}.yaml"
         config.write_text(yaml.safe_dump(_rendered_config(values)))
-        configs.append(str(config))
-    result = run_tool(
-        [sys.executable, "-c", "import sys; from service.cli import main; "
-         "sys.exit(main(['config', 'check', '--quiet', *sys.argv[1:]]))", *configs],
-        cwd=REPO_ROOT,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count(": valid") == 4, result.stdout
+        configs.append(config)
+    code, output = outrider_config_check(configs)
+    assert code == 0, output
+    assert output.count(": valid\n") == 4, output
 
 
 def test_readme_install_examples_name_existing_files() -> None:

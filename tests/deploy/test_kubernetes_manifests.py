@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from deploy_contract import DEPLOY_DIR, REPO_ROOT, exported_series_names, run_tool
+from deploy_contract import (
+    DEPLOY_DIR,
+    exported_series_names,
+    outrider_config_check,
+    run_tool,
+)
 
 KUSTOMIZE_DIRS = sorted(
     path.parent for path in (DEPLOY_DIR / "kubernetes").rglob("kustomization.yaml")
@@ -116,12 +120,9 @@ def test_inbound_token_comes_from_the_secret_the_pod_exports() -> None:
 
 def test_outrider_config_passes_outrider_config_check() -> None:
     config = DEPLOY_DIR / "kubernetes/base/outrider-config.yaml"
-    result = run_tool(
-        [sys.executable, "-c", "import sys; from service.cli import main; "
-         "sys.exit(main(['config', 'check', '--quiet', sys.argv[1]]))", str(config)],
-        cwd=REPO_ROOT,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    code, output = outrider_config_check([config])
+    assert code == 0, output
+    assert output == f"{config}: valid\n"
 
 
 def _analysis_queries() -> list[str]:
