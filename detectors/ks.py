@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from detectors.base import FloatArray, check_choice
-from detectors.ks_distribution import KSPValueTable, ks_statistics
+from detectors.ks_distribution import KSPValueTable, ks_statistics_columns
 from detectors.multiple_testing import CORRECTIONS, combine_p_values
 from detectors.windowed import TwoSampleOutcome, WindowedTwoSampleTest
 
@@ -29,8 +29,11 @@ class KSDrift(WindowedTwoSampleTest):
 
     Memory: O(reference + window) -- the sorted reference (n_ref x d) and the window
     (window_size x d); memoised p-values (one float per distinct statistic seen).
-    Cost per test: O(d * window_size * log(n_ref)); the exact p-value of a new statistic
-    value costs O((n_ref + window_size) * band) once.
+    Cost per test: O(d * window_size * log(n_ref)) -- about 0.03 s for 384 columns, 2000
+    reference and 500 window rows. The exact null distribution is tabulated at the first
+    test when that is cheap (about 1 s for 2000 vs 500 rows), otherwise memoised per
+    statistic value; p-values below 1e-9 use the asymptotic formula (still within 1e-6 of
+    scipy's exact value).
 
     Parameters
     ----------
@@ -66,7 +69,7 @@ class KSDrift(WindowedTwoSampleTest):
     Hodges, J. L. (1958). The significance probability of the Smirnov two-sample test.
     """
 
-    _FITTED_KEYS = ("_reference_sorted",)
+    _FITTED_KEYS = ("_reference_sorted_t",)
     _STREAM_KEYS = ("_statistics", "_p_values")
 
     def __init__(
@@ -81,7 +84,7 @@ class KSDrift(WindowedTwoSampleTest):
         super().__init__(window_size=window_size, test_every=test_every, alpha=alpha, seed=seed)
         check_choice("correction", correction, CORRECTIONS)
         self.correction = correction
-        self._reference_sorted = np.zeros((0, 0))
+        self._reference_sorted_t = np.zeros((0, 0))
         self._statistics = np.zeros(0)
         self._p_values = np.zeros(0)
         self._table: KSPValueTable | None = None
@@ -104,7 +107,7 @@ class KSDrift(WindowedTwoSampleTest):
     def _fit(self, reference: FloatArray) -> None:
         if reference.shape[0] < 2:
             raise ValueError(f"reference needs at least 2 rows, got {reference.shape[0]}")
-        self._reference_sorted = np.sort(reference, axis=0)
+        self._reference_sorted_t = np.ascontiguousarray(np.sort(reference.T, axis=1))
         self._table = None
 
     def _reset_stream(self) -> None:
@@ -114,17 +117,18 @@ class KSDrift(WindowedTwoSampleTest):
 
     def _after_load(self) -> None:
         super()._after_load()
-        if self._reference_sorted.ndim != 2 or self._reference_sorted.shape[1] != self._n_features:
+        ref = self._reference_sorted_t
+        if ref.ndim != 2 or ref.shape[0] != self._n_features:
             raise ValueError("state reference does not match the number of features")
         self._table = None
 
     def column_p_values(self, window: FloatArray) -> tuple[FloatArray, FloatArray]:
         """(statistics D, p-values) of each column of `window` against the reference."""
-        n1 = self._reference_sorted.shape[0]
+        n1 = self._reference_sorted_t.shape[1]
         n2 = window.shape[0]
         if self._table is None or self._table.n2 != n2:
             self._table = KSPValueTable(n1, n2)
-        h = ks_statistics(self._reference_sorted, window)
+        h = ks_statistics_columns(self._reference_sorted_t, window)
         lcm = (n1 // math.gcd(n1, n2)) * n2
         return h / lcm, self._table(h)
 

@@ -91,3 +91,13 @@ def test_golden_detection_index_on_mean_shift() -> None:
 
 
 GOLDEN_KS = 224  # first test whose window holds 25 shifted rows
+
+
+def test_tabulated_and_tail_p_values_equal_scipy() -> None:
+    rng = np.random.default_rng(8)
+    ref = rng.normal(size=(2000, 3))
+    win = rng.normal(size=(500, 3)) + [0.0, 0.2, 1.0]  # null, moderate, far tail
+    det = KSDrift(ref, window_size=500).update(win)
+    want = [stats.ks_2samp(ref[:, j], win[:, j]).pvalue for j in range(3)]
+    np.testing.assert_allclose(det.p_values, want, atol=1e-6, rtol=0)
+    assert det.p_values[2] < 1e-9
