@@ -6,7 +6,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from detectors.base import FloatArray, check_positive_float, check_positive_int
-from detectors.kernels import median_bandwidth, squared_distances
+from detectors.kernels import median_bandwidth
 from detectors.windowed import TwoSampleOutcome, WindowedTwoSampleTest
 
 #: Kernel rows computed at once during a test (bounds the transient memory).
@@ -152,9 +152,17 @@ def mmd_permutation_statistics(
     s_yy = np.zeros(n_permutations + 1)
     a_row_sums = np.zeros(n_permutations + 1)
     s_all = 0.0
+    sq_norms = (pooled * pooled).sum(axis=1)
     for start in range(0, total, _BLOCK_ROWS):
         stop = min(start + _BLOCK_ROWS, total)
-        k_block = np.exp(scale * squared_distances(pooled[start:stop], pooled))
+        # exp(scale * ||a - b||^2) built in place: the block is the largest array of a test
+        k_block = pooled[start:stop] @ pooled.T
+        k_block *= -2.0
+        k_block += sq_norms[start:stop, None]
+        k_block += sq_norms[None, :]
+        np.maximum(k_block, 0.0, out=k_block)
+        k_block *= scale
+        np.exp(k_block, out=k_block)
         ka = k_block @ assign.T  # (block, P + 1)
         s_yy += (assign[:, start:stop].T * ka).sum(axis=0)
         row_sums = k_block.sum(axis=1)
