@@ -71,17 +71,15 @@ def ks_statistics_columns(reference_sorted_t: FloatArray, window: FloatArray) ->
         win_right = np.broadcast_to(pos + 1, ws.shape)
         win_left = np.broadcast_to(pos, ws.shape)
     ref_left = np.empty((d, n2), dtype=np.int64)
-    ref_right = ref_left
-    tied: list[int] = []
     for j in range(d):
-        col = reference_sorted_t[j]
-        left = np.searchsorted(col, ws[j], side="left")
-        ref_left[j] = left
-        if (col[np.minimum(left, n1 - 1)] == ws[j]).any():
-            tied.append(j)
-    if tied:
+        ref_left[j] = np.searchsorted(reference_sorted_t[j], ws[j], side="left")
+    # a window value equal to a reference value needs the "right" count too
+    at_left = np.take_along_axis(reference_sorted_t, np.minimum(ref_left, n1 - 1), axis=1)
+    tied = np.flatnonzero((at_left == ws).any(axis=1))
+    ref_right = ref_left
+    if tied.size:
         ref_right = ref_left.copy()
-        for j in tied:
+        for j in tied.tolist():
             ref_right[j] = np.searchsorted(reference_sorted_t[j], ws[j], side="right")
     gap_at = np.abs(ref_right * unit_ref - win_right * unit_win).max(axis=1)
     gap_before = np.abs(ref_left * unit_ref - win_left * unit_win).max(axis=1)
