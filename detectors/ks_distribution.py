@@ -140,6 +140,8 @@ def ks_asymptotic_sf(h: IntArray, n1: int, n2: int) -> FloatArray:
 TAIL_P = 1e-9
 #: Largest DP work (about 2 g cap^2 cell updates) spent tabulating every p-value at once.
 _TABULATE_WORK = 2e8
+#: Most memoised p-values kept when the distribution is not tabulated.
+_MAX_MEMO = 65_536
 
 
 class KSPValueTable:
@@ -199,6 +201,8 @@ class KSPValueTable:
             out[body] = self._table[h[body]]
             return out
         missing = [v for v in np.unique(h[body]).tolist() if v not in self._known]
+        if len(self._known) + len(missing) > _MAX_MEMO:
+            self._known = {0: 1.0}  # a cache, not state: keep its memory bounded
         if missing:
             values = ks_exact_sf(np.array(missing, dtype=np.int64), self.n1, self.n2)
             self._known.update(zip(missing, values.tolist(), strict=True))
