@@ -26,7 +26,7 @@ from service.config import OutriderSettings
 from service.dataplane.relay import Relay
 from service.hooks.build import build_dispatcher
 from service.hooks.secret_source import read_secret
-from service.incident_flow import IncidentFlow
+from service.incident_flow import IncidentFlow, ReceivedAlertIncidents
 from service.monitor.alerts import AlertEngine
 from service.monitor.model_versions import upstream_version_lookup
 from service.monitor.pipeline import MonitorPipeline
@@ -57,6 +57,11 @@ class OutriderApp:
         ).labels(__version__).set(1)
         self.state_dir = prepare_state_dir(settings.state_dir)
         self.incidents = IncidentStore(self.state_dir.incidents_db)
+        Gauge(
+            "outrider_incidents_open",
+            "Incidents opened and not yet resolved.",
+            registry=self.registry,
+        ).set_function(self.incidents.count_open)
         self.checkpoints = CheckpointStore(self.state_dir.checkpoints)
         self.history = ReadingHistory()
         self._alert_lock = threading.Lock()
@@ -175,7 +180,7 @@ class OutriderApp:
         token = read_secret(inbound.token) if inbound.token is not None else None
         add_receiver_routes(
             app,
-            dispatcher=self.dispatcher,
+            dispatcher=ReceivedAlertIncidents(self.incidents, self.dispatcher),
             alert_view=self.alerts,
             token=token,
             loopback_only=self.settings.admin.loopback_only,

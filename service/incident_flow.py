@@ -8,10 +8,12 @@ dispatcher on the loop with `call_soon_threadsafe`, after the incident is commit
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 
 import structlog
 
+from service.hooks.dispatcher import HookDispatcher
 from service.hooks.events import AlertEvent
 from service.monitor.alerts import AlertTransition
 from service.monitor.incident_plot import render_alert_plot
@@ -84,3 +86,54 @@ class IncidentFlow:
             self.store.set_plot_path(incident_id, path)
         except Exception:  # a plot is an aid for triage; failing to draw it loses nothing
             log.exception("incident_plot_failed", incident_id=incident_id)
+
+
+class ReceivedAlertIncidents:
+    """Opens and resolves incidents for alerts that arrive from Alertmanager.
+
+    Wraps the dispatcher the inbound endpoints submit to: the incident is committed first,
+    then the event goes on to the hooks carrying its incident id, exactly as in-process
+    alerts do. Alertmanager notifications are rare, so the short SQLite commit happens inline.
+    Manual rollbacks pass straight through.
+    """
+
+    def __init__(
+        self,
+        store: IncidentStore,
+        dispatcher: HookDispatcher,
+        incident_url: Callable[[int], str] | None = None,
+    ) -> None:
+        self.store = store
+        self._dispatcher = dispatcher
+        self._incident_url = incident_url or (lambda incident_id: f"/incidents/{incident_id}")
+        self.run_manual = dispatcher.run_manual
+
+    def submit(self, event: AlertEvent) -> bool:
+        if event.incident_id is None:
+            event = self._with_incident(event)
+        return self._dispatcher.submit(event)
+
+    def _with_incident(self, event: AlertEvent) -> AlertEvent:
+        labels = {**event.labels, "source": "alertmanager"}
+        started = event.starts_at.timestamp() if event.starts_at else self.store.clock()
+        if event.status == "firing":
+            incident_id = self.store.open_incident(
+                alert=event.name,
+                severity=event.severity,
+                labels=labels,
+                model=event.model,
+                version=event.version,
+                started_at=started,
+                evidence={"received_from": "alertmanager", **dict(event.evidence)},
+                annotations=event.annotations,
+            )
+        else:
+            found = self.store.find_open_incident(event.name, labels)
+            if found is None:
+                return event
+            incident_id = found
+            ended = event.ends_at.timestamp() if event.ends_at else self.store.clock()
+            self.store.resolve_incident(incident_id, ended)
+        return dataclasses.replace(
+            event, incident_id=incident_id, incident_url=self._incident_url(incident_id)
+        )

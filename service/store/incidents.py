@@ -366,6 +366,14 @@ class IncidentStore:
             actions = self._actions_of([int(row[0]) for row in rows])
         return [_incident(row, actions.get(int(row[0]), ())) for row in rows]
 
+    def count_open(self) -> int:
+        """How many incidents are open now (for the `outrider_incidents_open` gauge)."""
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM incidents WHERE ended_at IS NULL"
+            ).fetchone()
+        return int(count)
+
     def get_incident(self, incident_id: int) -> Incident:
         """One incident with its actions. Raises UnknownIncidentError."""
         with self._lock:

@@ -35,13 +35,11 @@ PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 DEADLINE_SECONDS = 90.0
 # Families deploy/ reads that this run cannot export: no probe suites are configured.
-# outrider_incidents_open is announced but not exported yet; drop it from here once it is.
 NOT_IN_THIS_SCRAPE = frozenset({
     "outrider_probe_accuracy_ratio",
     "outrider_probe_attack_success_ratio",
     "outrider_probe_regression",
     "outrider_probe_runs_total",
-    "outrider_incidents_open",
 })
 
 pytestmark = [
@@ -323,6 +321,11 @@ def test_drift_alert_reaches_outriders_webhook_hook_exactly_once(
         _wait_for("a repeated page",
                   lambda: len(received.get("/pager", [])) >= 2, remaining(), processes)
         time.sleep(0.5)
+        # The received alert opened one incident (committed before the hook ran), and the
+        # hook's action is recorded on it: what the runbooks tell on-call to look at.
+        incidents = json.loads(_get(f"http://127.0.0.1:{ports['admin']}/incidents"))["incidents"]
+        assert [i["alert"] for i in incidents] == ["OutriderDriftDetected"]
+        assert [a["hook"] for a in incidents[0]["actions"]] == ["notify-owner"]
 
     # SIGTERM is the normal stop in Kubernetes: outrider drains and exits cleanly.
     assert outrider.returncode == 0, _log_tails({tmp_path / "outrider.log": outrider})
