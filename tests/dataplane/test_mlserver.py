@@ -117,24 +117,22 @@ async def everything(url: str) -> dict[str, Any]:
 
 
 async def raw_stream(url: str) -> list[bytes]:
-    """ModelStreamInfer as raw bytes: MLServer streams plain ModelInferResponse messages,
-    which tritonclient (expecting Triton's wrapper) cannot parse."""
-    requests = [
-        encode_request(
-            "digits", {"x": np.full((2, 64), seed, np.float64)}, request_id=f"s{seed}"
-        ).SerializeToString()
-        for seed in (5, 6)
-    ]
+    """ModelStreamInfer as raw bytes, one request per stream (MLServer answers a streamed
+    request and may end the stream; it streams plain ModelInferResponse messages, which
+    tritonclient, expecting Triton's wrapper, cannot parse)."""
+    out: list[bytes] = []
     async with grpc.aio.insecure_channel(url) as channel:
-        call = stream(channel)()
-        out = []
-        for request in requests:
+        for seed in (5, 6):
+            request = encode_request(
+                "digits", {"x": np.full((2, 64), seed, np.float64)}, request_id=f"s{seed}"
+            ).SerializeToString()
+            call = stream(channel)()
             await call.write(request)
-            out.append(await call.read())
-        await call.done_writing()
-        await call.read()
-        out.append(str(await call.code()).encode())
-        del call
+            await call.done_writing()
+            while (message := await call.read()) != grpc.aio.EOF:
+                out.append(message)
+            out.append(str(await call.code()).encode())
+            del call
     return out
 
 
@@ -147,7 +145,7 @@ async def test_mlserver_through_the_relay_is_byte_identical(
     assert relayed == direct
     assert direct["unknown"][0] == "StatusCode.NOT_FOUND"
     assert len(direct["unary"]) == 3
-    assert direct["stream"][-1] == b"StatusCode.OK"
+    assert direct["stream"][-1] == b"StatusCode.OK" and len(direct["stream"]) == 4
     observed = relay.registry.get_sample_value(
         "outrider_requests_total",
         {"model": "digits", "version": "v1", "method": "/inference.GRPCInferenceService/ModelInfer",
