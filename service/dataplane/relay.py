@@ -32,6 +32,7 @@ from service.dataplane.metrics import DataplaneMetrics
 from service.dataplane.observation import ObservationSink
 from service.dataplane.sampling import Sampler
 from service.dataplane.settings import DataplaneSettings, UpstreamSettings
+from service.dataplane.tap import ConnectionTap
 from service.dataplane.tls import listener_ssl_context, upstream_ssl_context
 
 log = logging.getLogger(__name__)
@@ -241,8 +242,8 @@ class _Connection(asyncio.Protocol):
                 tap.feed_server(data)
             except Exception as err:
                 self._tap_failed_with(err)
-        if self.draining:
-            self._drain_step()
+        if self.draining and not self._goaway_sent:
+            self._try_goaway()
 
     def upstream_eof(self) -> bool:
         self._upstream_eof = True
@@ -255,12 +256,12 @@ class _Connection(asyncio.Protocol):
 
     def upstream_lost(self, exc: Exception | None) -> None:
         tap = self.tap
-        if exc is not None or (tap is not None and tap.open_streams):
-            self.relay.metrics.upstream_errors.labels(
-                reason="lost_with_open_streams"
-                if tap is not None and tap.open_streams
-                else "connection_lost"
-            ).inc()
+        if tap is not None and tap.open_streams:
+            reason: str | None = "lost_with_open_streams"
+        else:
+            reason = "connection_lost" if exc is not None else None
+        if reason is not None and not self._closed:
+            self.relay.metrics.upstream_errors.labels(reason=reason).inc()
         self._close_both()
 
     def client_pause(self, paused: bool, bit: int = 2) -> None:
@@ -307,11 +308,22 @@ class _Connection(asyncio.Protocol):
         self._drain_started = time.monotonic()
         self._drain_step()
 
+    def _try_goaway(self) -> None:
+        """Sends the shutdown GOAWAY once the server-to-client bytes sit at a frame boundary."""
+        tap = self.tap
+        if tap is None or tap.failed_reason is not None or self.client is None:
+            return
+        reader = tap.server_reader
+        # after the server's first frame (its SETTINGS), and never inside one of its frames
+        if reader.frames_seen > 0 and reader.at_frame_boundary:
+            self.client.write(_GOAWAY_SHUTDOWN)
+            self._goaway_sent = True
+            self._drain_started = time.monotonic()
+
     def _drain_step(self) -> None:
         if self._closed:
             return
         tap = self.tap
-        client = self.client
         if self.upstream is None:
             self._close_both()
             return
@@ -322,15 +334,8 @@ class _Connection(asyncio.Protocol):
                 return
             self._active = False
         else:
-            if (
-                not self._goaway_sent
-                and tap.server_reader.at_frame_boundary
-                and (tap.server_reader.frames_seen > 0)
-            ):
-                if client is not None:
-                    client.write(_GOAWAY_SHUTDOWN)
-                self._goaway_sent = True
-                self._drain_started = time.monotonic()
+            if not self._goaway_sent:
+                self._try_goaway()
             waited = time.monotonic() - self._drain_started
             if (
                 self._goaway_sent
@@ -499,7 +504,3 @@ class Relay:
         for conn in list(self._connections):
             if conn.upstream_name != name:
                 conn.drain()
-
-
-# imported late: the tap module is the heaviest and only needed when the tap is on
-from service.dataplane.tap import ConnectionTap  # noqa: E402
