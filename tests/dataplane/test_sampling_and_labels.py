@@ -100,3 +100,15 @@ def test_long_version_takes_the_general_path() -> None:
     assert model_of_request(request.SerializeToString()) == ("m", "v" * 200)
     only_id = pb.ModelInferRequest(model_name="m", id="i").SerializeToString()
     assert model_of_request(only_id) == ("m", "")
+
+
+def test_loop_factory() -> None:
+    import asyncio
+
+    from service.dataplane.event_loop import loop_factory
+
+    assert loop_factory("asyncio") is asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory("uvloop")) as runner:
+        assert type(runner.get_loop()).__module__.startswith("uvloop")
+    with pytest.raises(ValueError, match="event_loop must be one of"):
+        loop_factory("trio")  # type: ignore[arg-type]
