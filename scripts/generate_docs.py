@@ -11,9 +11,9 @@ outrider's registry. tests/test_docs_fresh.py fails when the committed files are
 from __future__ import annotations
 
 import argparse
-import re
 import asyncio
 import contextlib
+import re
 import sys
 import tempfile
 import types
