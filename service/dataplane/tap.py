@@ -111,6 +111,53 @@ _HIGH_BIT_BYTES = bytes(range(0x80, 0x100))
 _MAX_CACHED_BLOCKS = 256
 
 
+def _hpack_int(block: bytes, pos: int, prefix_bits: int) -> tuple[int, int]:
+    """An HPACK integer (RFC 7541 5.1) starting at `pos`; returns (value, next position)."""
+    mask = (1 << prefix_bits) - 1
+    value = block[pos] & mask
+    pos += 1
+    if value < mask:
+        return value, pos
+    shift = 0
+    while True:
+        b = block[pos]
+        pos += 1
+        value += (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, pos
+
+
+def table_neutral(block: bytes) -> bool:
+    """True if decoding `block` cannot change the HPACK dynamic table.
+
+    That holds when it has only indexed fields and literals without indexing or never
+    indexed (RFC 7541 6.1, 6.2.2, 6.2.3): no incremental indexing, no table size update.
+    Such a block always decodes to the same headers while the table is unchanged.
+    A malformed block answers False (and is then left to the real decoder to reject).
+    """
+    if not block.translate(None, _HIGH_BIT_BYTES):
+        return True  # only one-byte indexed fields
+    pos = 0
+    n = len(block)
+    try:
+        while pos < n:
+            first = block[pos]
+            if first & 0x80:
+                _, pos = _hpack_int(block, pos, 7)
+            elif first & 0xE0 == 0:  # 0000xxxx or 0001xxxx: literal, not indexed
+                index, pos = _hpack_int(block, pos, 4)
+                strings = 1 if index else 2
+                for _ in range(strings):
+                    length, pos = _hpack_int(block, pos, 7)
+                    pos += length
+            else:
+                return False  # incremental indexing or a table size update
+    except IndexError:
+        return False
+    return pos == n
+
+
 class _Direction:
     """Frame listener for one direction; forwards to the shared tap state."""
 
@@ -118,29 +165,26 @@ class _Direction:
         self._tap = tap
         self._from_client = from_client
         self.decoder = hpack.Decoder()
-        # Decoded header blocks made only of indexed fields, valid while the dynamic table
-        # is unchanged. Such blocks never change the table, and gRPC repeats them on every
-        # call (response headers, `grpc-status: 0` trailers), so most decodes are lookups.
-        self._indexed_blocks: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        # Decoded table-neutral header blocks, valid while the dynamic table is unchanged.
+        # gRPC peers repeat the same blocks on every call once their headers are indexed
+        # (request headers, response headers, trailers), so most decodes become lookups.
+        self._neutral_blocks: dict[bytes, list[tuple[bytes, bytes]]] = {}
 
     def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
-        # A block whose bytes all have the high bit set is a run of one-byte indexed fields
-        # (a multi-byte integer would end on a byte without it).
-        indexed_only = bool(block) and not block.translate(None, _HIGH_BIT_BYTES)
-        if indexed_only:
-            cached = self._indexed_blocks.get(block)
-            if cached is not None:
-                return cached
+        cached = self._neutral_blocks.get(block)
+        if cached is not None:
+            return cached
+        neutral = table_neutral(block)
         try:
             headers: list[tuple[bytes, bytes]] = self.decoder.decode(block, raw=True)  # type: ignore[assignment]
         except hpack.HPACKError as err:
             raise FrameError("hpack", f"{type(err).__name__}: {err}") from None
-        if indexed_only:
-            if len(self._indexed_blocks) >= _MAX_CACHED_BLOCKS:
-                self._indexed_blocks.clear()
-            self._indexed_blocks[block] = headers
+        if neutral:
+            if len(self._neutral_blocks) >= _MAX_CACHED_BLOCKS:
+                self._neutral_blocks.clear()
+            self._neutral_blocks[block] = headers
         else:
-            self._indexed_blocks.clear()  # the table may have changed
+            self._neutral_blocks.clear()  # the table may have changed
         return headers
 
     def on_header_block(self, stream_id: int, block: bytes, end_stream: bool) -> None:

@@ -231,3 +231,47 @@ def test_header_table_size_setting_is_honoured() -> None:
     tap.feed_server(f.settings() + f.headers(server, 1, trailers, end_stream=True))
     assert events.failures == []
     assert [o.grpc_status for o, _ in events.observations] == [0]
+
+
+def test_table_neutral_blocks() -> None:
+    from service.dataplane.tap import table_neutral
+
+    assert table_neutral(bytes.fromhex("c4c38386c2c1c0bfbe"))  # indexed only
+    assert table_neutral(bytes.fromhex("be000c677270632d6d65737361676500"))  # literal, not indexed
+    assert not table_neutral(bytes.fromhex("400b677270632d7374617475730130"))  # incremental
+    assert not table_neutral(bytes.fromhex("3fe11f"))  # table size update
+    assert not table_neutral(bytes.fromhex("000c6772"))  # truncated
+
+
+header_lists = st.lists(
+    st.lists(
+        st.tuples(
+            st.sampled_from([":path", "grpc-timeout", "x-a", "grpc-status", "content-type"]),
+            st.sampled_from(["1", "30S", "/a/B", "application/grpc", "v" * 40]),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(header_lists, st.integers(0, 3))
+def test_cached_decoding_matches_hpack(
+    lists: list[list[tuple[str, str, bool]]], repeat: int
+) -> None:
+    """The block cache never returns headers different from a fresh hpack decode."""
+    encoder = hpack.Encoder()
+    reference = hpack.Decoder()
+    tap, _ = new_tap()
+    direction = tap._client  # noqa: SLF001 (the client direction)
+    for headers in lists * (repeat + 1):
+        fields = [
+            hpack.NeverIndexedHeaderTuple(k, v) if sensitive else (k, v)
+            for k, v, sensitive in headers
+        ]
+        block = encoder.encode(fields)
+        assert direction._decode(block) == reference.decode(block, raw=True)  # noqa: SLF001
