@@ -1,1 +1,1 @@
-"""Side-by-side measurements. Each module runs as `python -m benchmarks.NAME [--quick] [--json PATH]`."""
+"""Side-by-side measurements: `python -m benchmarks.NAME [--quick] [--json PATH]`."""
