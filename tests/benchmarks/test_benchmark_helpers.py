@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
-from benchmarks.datasets import (
+# tests/ is on sys.path (tests/conftest.py), where this folder looks like a namespace package
+# called "benchmarks" that would shadow the real one: put the repository root first. (A
+# conftest.py here would clash with tests/detectors/conftest.py: neither folder can be a
+# package without shadowing the library it tests.)
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+if getattr(sys.modules.get("benchmarks"), "__file__", "") is None:
+    del sys.modules["benchmarks"]
+
+from benchmarks.datasets import (  # noqa: E402
     AFFINE_LEVELS,
     digits_upscaled,
     inverted,
@@ -12,8 +25,8 @@ from benchmarks.datasets import (
     sample_image_patches,
     softmax,
 )
-from benchmarks.failing_loudly import shift_names, shifted_target
-from benchmarks.ood import auroc, fpr_at_tpr
+from benchmarks.failing_loudly import shift_names, shifted_target  # noqa: E402
+from benchmarks.ood import auroc, fpr_at_tpr  # noqa: E402
 
 
 def test_auroc_counts_pairs_and_half_ties() -> None:

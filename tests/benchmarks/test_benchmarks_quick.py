@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# tests/ is on sys.path (tests/conftest.py), where this folder looks like a namespace package
+# called "benchmarks" that would shadow the real one: put the repository root first. (A
+# conftest.py here would clash with tests/detectors/conftest.py: neither folder can be a
+# package without shadowing the library it tests.)
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+if getattr(sys.modules.get("benchmarks"), "__file__", "") is None:
+    del sys.modules["benchmarks"]
 
 
 def _run_quick(name: str, tmp_path: Path, *extra: str) -> dict[str, Any]:
