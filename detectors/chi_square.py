@@ -7,8 +7,17 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from detectors.base import FloatArray, check_choice, check_positive_int, finite_rows
-from detectors.multiple_testing import CORRECTIONS, combine_p_values
+from detectors.critical_values import largest_accepted_float
+from detectors.multiple_testing import (
+    CORRECTIONS,
+    combine_p_values,
+    cut_rank,
+    rejected_at_rank,
+)
 from detectors.windowed import TwoSampleOutcome, WindowedTwoSampleTest
+
+#: Most cached critical values (one per degrees of freedom and cut rank) kept at once.
+_MAX_CRITICAL = 4096
 
 
 class ChiSquareDrift(WindowedTwoSampleTest):
@@ -20,8 +29,18 @@ class ChiSquareDrift(WindowedTwoSampleTest):
     on the 2 x K contingency table (categories absent from both are left out; no Yates
     correction), equal to ``scipy.stats.chi2_contingency(table, correction=False)``.
     Per-column p-values are combined by Bonferroni or Benjamini-Hochberg; drift is
-    signalled when the combined p-value is below `alpha`. `score` is the largest per-column
-    chi-squared statistic, `p_value` the combined p-value, `threshold` is `alpha`.
+    signalled when the combined p-value is below `alpha`. `score` is the chi-squared
+    statistic of the most significant column (smallest p-value; ties go to the larger
+    statistic, then the larger degrees of freedom) -- the largest statistic whenever the
+    columns have the same degrees of freedom -- and `p_value` the combined p-value.
+    `threshold` is the critical value for that column's degrees of freedom: the largest
+    statistic whose chi-squared p-value the correction does not reject (bisection on
+    ``scipy.stats.chi2.sf``, to the last bit; equal to ``chi2.isf`` at the cut level), so
+    ``score > threshold`` exactly when drift is signalled. With Bonferroni the cut is the
+    level ``alpha / d``; with Benjamini-Hochberg it is the cut of that test
+    (``alpha * i / d`` for the largest rejected rank i, ``alpha / d`` when nothing is
+    rejected). A column seeing a single category has no degrees of freedom and p = 1; when
+    every column is like that `threshold` is inf. `threshold` is None before the first test.
 
     Rows with NaN or Inf, or with a value that is not an integer in 0..n_categories-1, are
     dropped and counted in `rejected`; a wrong number of columns, an empty batch or an
@@ -83,6 +102,8 @@ class ChiSquareDrift(WindowedTwoSampleTest):
         self._reference_counts = np.zeros((0, 0))
         self._statistics = np.zeros(0)
         self._p_values = np.zeros(0)
+        # critical statistic per (degrees of freedom, cut rank): a cache, not state
+        self._critical: dict[tuple[int, int], float] = {}
         if reference is not None:
             self.fit(reference)
 
@@ -92,6 +113,11 @@ class ChiSquareDrift(WindowedTwoSampleTest):
             "n_categories": self.n_categories,
             "correction": self.correction,
         }
+
+    @property
+    def statistics(self) -> FloatArray:
+        """Per-column chi-squared statistics of the latest test (empty before the first)."""
+        return self._statistics.copy()
 
     @property
     def p_values(self) -> FloatArray:
@@ -117,6 +143,7 @@ class ChiSquareDrift(WindowedTwoSampleTest):
                 f"reference holds no row of integer codes in 0..{self.n_categories - 1}"
             )
         self._reference_counts = self._counts(reference[ok])
+        self._critical = {}  # they depend on the number of columns
 
     def _reset_stream(self) -> None:
         super()._reset_stream()
@@ -142,4 +169,35 @@ class ChiSquareDrift(WindowedTwoSampleTest):
         self._statistics = chi2
         self._p_values = p_values
         p = combine_p_values(p_values, self.correction)
-        return TwoSampleOutcome(p < self.alpha, float(chi2.max()), p, self.alpha)
+        # the columns' degrees of freedom can differ, so the largest statistic need not be
+        # the most significant one: report the most significant column's statistic
+        top = int(np.lexsort((-dof, -chi2, p_values))[0])
+        rank = cut_rank(p_values, self.correction, self.alpha)
+        threshold = self.critical_statistic(int(dof[top]), rank)
+        return TwoSampleOutcome(p < self.alpha, float(chi2[top]), p, threshold)
+
+    def critical_statistic(self, dof: int, rank: int = 1) -> float:
+        """Largest chi-squared statistic with `dof` degrees of freedom the cut accepts.
+
+        The cut at `rank` rejects a column when ``p d / rank < alpha`` (rank 1:
+        Bonferroni's ``alpha / d``); inf for ``dof == 0`` (p is always 1).
+        """
+        self._require_fitted()
+        dof = check_positive_int("dof", dof, minimum=0)
+        rank = check_positive_int("rank", rank)
+        if rank > self._n_features:
+            raise ValueError(f"rank must be an int in 1..{self._n_features}, got {rank!r}")
+        if dof == 0:
+            return float("inf")
+        key = (dof, rank)
+        if key not in self._critical:
+            if len(self._critical) >= _MAX_CRITICAL:
+                self._critical = {}  # a cache, not state: keep its memory bounded
+            d = self._n_features
+
+            def rejects(x: float) -> bool:
+                p = np.array([stats.chi2.sf(x, dof)])
+                return bool(rejected_at_rank(p, d, rank, self.alpha)[0])
+
+            self._critical[key] = largest_accepted_float(rejects, 0.0, float(dof))
+        return self._critical[key]

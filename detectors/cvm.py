@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from detectors.base import FloatArray, check_choice
+from detectors.base import FloatArray, check_choice, check_positive_int
+from detectors.critical_values import largest_accepted_float
 from detectors.cvm_statistics import cvm_asymptotic_sf, cvm_from_counts
-from detectors.multiple_testing import CORRECTIONS, combine_p_values
+from detectors.multiple_testing import (
+    CORRECTIONS,
+    combine_p_values,
+    cut_rank,
+    rejected_at_rank,
+)
 from detectors.windowed import TwoSampleOutcome, WindowedTwoSampleTest
 
 
@@ -20,8 +26,13 @@ class CVMDrift(WindowedTwoSampleTest):
     distribution (equal to ``scipy.stats.cramervonmises_2samp(..., method="asymptotic")``)
     and are combined by Bonferroni or Benjamini-Hochberg. Drift is signalled when the
     combined p-value is below `alpha`. `score` is the largest per-column statistic T,
-    `p_value` the combined p-value, `threshold` is `alpha`. Values are assumed continuous
-    (ties are not corrected for).
+    `p_value` the combined p-value. `threshold` is the critical value of T: the largest T
+    whose limiting p-value the correction does not reject (found by bisection on the same
+    p-value function, to the last bit), so ``score > threshold`` exactly when drift is
+    signalled. With Bonferroni the cut is the level ``alpha / d``; with Benjamini-Hochberg
+    it is the cut of that test (``alpha * i / d`` for the largest rejected rank i,
+    ``alpha / d`` when nothing is rejected). `threshold` is None before the first test.
+    Values are assumed continuous (ties are not corrected for).
 
     Rows with NaN or Inf are dropped and counted in `rejected`; a wrong number of columns,
     an empty batch or an input that is not (n, d) or a single row raises ValueError.
@@ -80,6 +91,8 @@ class CVMDrift(WindowedTwoSampleTest):
         self._reference_sorted = np.zeros((0, 0))
         self._statistics = np.zeros(0)
         self._p_values = np.zeros(0)
+        # critical statistic per (window size, cut rank) for this reference (a cache)
+        self._critical: dict[tuple[int, int], float] = {}
         if reference is not None:
             self.fit(reference)
 
@@ -100,6 +113,7 @@ class CVMDrift(WindowedTwoSampleTest):
         if reference.shape[0] < 2:
             raise ValueError(f"reference needs at least 2 rows, got {reference.shape[0]}")
         self._reference_sorted = np.sort(reference, axis=0)
+        self._critical = {}
 
     def _reset_stream(self) -> None:
         super()._reset_stream()
@@ -110,6 +124,7 @@ class CVMDrift(WindowedTwoSampleTest):
         super()._after_load()
         if self._reference_sorted.ndim != 2 or self._reference_sorted.shape[1] != self._n_features:
             raise ValueError("state reference does not match the number of features")
+        self._critical = {}
 
     def _test(self, window: FloatArray, rng: np.random.Generator) -> TwoSampleOutcome:
         n_ref, d = self._reference_sorted.shape
@@ -122,4 +137,28 @@ class CVMDrift(WindowedTwoSampleTest):
         self._statistics = stats
         self._p_values = p_values
         p = combine_p_values(p_values, self.correction)
-        return TwoSampleOutcome(p < self.alpha, float(stats.max()), p, self.alpha)
+        rank = cut_rank(p_values, self.correction, self.alpha)
+        threshold = self.critical_statistic(window.shape[0], rank)
+        return TwoSampleOutcome(p < self.alpha, float(stats.max()), p, threshold)
+
+    def critical_statistic(self, window_size: int, rank: int = 1) -> float:
+        """Largest T whose p-value the cut at `rank` accepts, for windows of `window_size`.
+
+        The cut rejects a column when ``p d / rank < alpha`` (rank 1: Bonferroni's
+        ``alpha / d``).
+        """
+        self._require_fitted()
+        window_size = check_positive_int("window_size", window_size, minimum=2)
+        rank = check_positive_int("rank", rank)
+        if rank > self._n_features:
+            raise ValueError(f"rank must be an int in 1..{self._n_features}, got {rank!r}")
+        key = (window_size, rank)
+        if key not in self._critical:
+            n_ref, d = self._reference_sorted.shape[0], self._n_features
+
+            def rejects(t: float) -> bool:
+                p = cvm_asymptotic_sf(np.array([t]), n_ref, window_size)
+                return bool(rejected_at_rank(p, d, rank, self.alpha)[0])
+
+            self._critical[key] = largest_accepted_float(rejects, 0.0, 1.0)
+        return self._critical[key]

@@ -5,11 +5,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
-from detectors.base import FloatArray, check_choice
+from detectors.base import FloatArray, check_choice, check_positive_int
+from detectors.critical_values import IntArray, largest_accepted_int
 from detectors.ks_distribution import KSPValueTable, ks_statistics_columns
-from detectors.multiple_testing import CORRECTIONS, combine_p_values
+from detectors.multiple_testing import (
+    CORRECTIONS,
+    combine_p_values,
+    cut_rank,
+    rejected_at_rank,
+)
 from detectors.windowed import TwoSampleOutcome, WindowedTwoSampleTest
 
 
@@ -22,7 +28,13 @@ class KSDrift(WindowedTwoSampleTest):
     exact up to 10 000 rows, asymptotic beyond) and are combined by Bonferroni or
     Benjamini-Hochberg (`correction`); drift is signalled when the combined p-value is
     below `alpha`. `score` is the largest per-column statistic D, `p_value` the combined
-    p-value, `threshold` is `alpha`. Per-column values are in `statistics` and `p_values`.
+    p-value. `threshold` is the critical value of D: the largest D (a multiple of
+    1 / lcm(n_ref, window_size)) whose p-value, by the same exact or asymptotic rule, the
+    correction does not reject, so ``score > threshold`` exactly when drift is signalled.
+    With Bonferroni that cut is the level ``alpha / d``; with Benjamini-Hochberg it depends
+    on the other columns' p-values and is taken at the cut of that test (``alpha * i / d``
+    for the largest rejected rank i, ``alpha / d`` when nothing is rejected). `threshold`
+    is None before the first test. Per-column values are in `statistics` and `p_values`.
 
     Rows with NaN or Inf are dropped and counted in `rejected`; a wrong number of columns,
     an empty batch or an input that is not (n, d) or a single row raises ValueError.
@@ -33,7 +45,7 @@ class KSDrift(WindowedTwoSampleTest):
     reference and 500 window rows. The exact null distribution is tabulated at the first
     test when that is cheap (about 1 s for 2000 vs 500 rows), otherwise memoised per
     statistic value; p-values below 1e-9 use the asymptotic formula (still within 1e-6 of
-    scipy's exact value).
+    scipy's exact value). Critical values are searched once per cut rank and kept.
 
     Parameters
     ----------
@@ -60,6 +72,8 @@ class KSDrift(WindowedTwoSampleTest):
     >>> det.update(rng.normal(loc=1.0, size=(100, 3))).drift_detected
     True
     >>> det.p_value < 0.05
+    True
+    >>> det.score > det.threshold
     True
 
     References
@@ -88,6 +102,8 @@ class KSDrift(WindowedTwoSampleTest):
         self._statistics = np.zeros(0)
         self._p_values = np.zeros(0)
         self._table: KSPValueTable | None = None
+        # critical statistic per cut rank, for the table's sample sizes (a cache, not state)
+        self._critical: dict[int, float] = {}
         if reference is not None:
             self.fit(reference)
 
@@ -109,6 +125,7 @@ class KSDrift(WindowedTwoSampleTest):
             raise ValueError(f"reference needs at least 2 rows, got {reference.shape[0]}")
         self._reference_sorted_t = np.ascontiguousarray(np.sort(reference.T, axis=1))
         self._table = None
+        self._critical = {}
 
     def _reset_stream(self) -> None:
         super()._reset_stream()
@@ -121,6 +138,7 @@ class KSDrift(WindowedTwoSampleTest):
         if ref.ndim != 2 or ref.shape[0] != self._n_features:
             raise ValueError("state reference does not match the number of features")
         self._table = None
+        self._critical = {}
 
     def column_p_values(self, window: FloatArray) -> tuple[FloatArray, FloatArray]:
         """(statistics D, p-values) of each column of `window` against the reference."""
@@ -128,6 +146,7 @@ class KSDrift(WindowedTwoSampleTest):
         n2 = window.shape[0]
         if self._table is None or self._table.n2 != n2:
             self._table = KSPValueTable(n1, n2)
+            self._critical = {}
         h = ks_statistics_columns(self._reference_sorted_t, window)
         lcm = (n1 // math.gcd(n1, n2)) * n2
         return h / lcm, self._table(h)
@@ -137,4 +156,33 @@ class KSDrift(WindowedTwoSampleTest):
         self._statistics = stats
         self._p_values = p_values
         p = combine_p_values(p_values, self.correction)
-        return TwoSampleOutcome(p < self.alpha, float(stats.max()), p, self.alpha)
+        rank = cut_rank(p_values, self.correction, self.alpha)
+        threshold = self.critical_statistic(window.shape[0], rank)
+        return TwoSampleOutcome(p < self.alpha, float(stats.max()), p, threshold)
+
+    def critical_statistic(self, window_size: int, rank: int = 1) -> float:
+        """Largest D whose p-value the cut at `rank` accepts, for windows of `window_size`.
+
+        The cut rejects a column when ``p d / rank < alpha`` (rank 1: Bonferroni's
+        ``alpha / d``); D is a multiple of 1 / lcm(n_ref, window_size), and 1.0 means no
+        window of that size can be rejected.
+        """
+        self._require_fitted()
+        window_size = check_positive_int("window_size", window_size)
+        rank = check_positive_int("rank", rank)
+        if rank > self._n_features:
+            raise ValueError(f"rank must be an int in 1..{self._n_features}, got {rank!r}")
+        n1 = self._reference_sorted_t.shape[1]
+        if self._table is None or self._table.n2 != window_size:
+            self._table = KSPValueTable(n1, window_size)
+            self._critical = {}
+        if rank not in self._critical:
+            table = self._table
+            d = self._n_features
+
+            def rejects(h: IntArray) -> NDArray[np.bool_]:
+                return rejected_at_rank(table(h), d, rank, self.alpha)
+
+            lcm = (n1 // math.gcd(n1, window_size)) * window_size
+            self._critical[rank] = largest_accepted_int(rejects, lcm) / lcm
+        return self._critical[rank]

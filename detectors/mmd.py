@@ -23,7 +23,13 @@ class MMDDrift(WindowedTwoSampleTest):
     observed statistic as one of the permutations,
     ``p = (1 + #{permuted >= observed}) / (1 + n_permutations)``, so it is never 0 and is
     uniform under no drift. Drift is signalled when p < `alpha`. `score` is the observed
-    unbiased MMD^2, `p_value` the permutation p-value, `threshold` is `alpha`.
+    unbiased MMD^2, `p_value` the permutation p-value. `threshold` is the permutation
+    critical value on the MMD^2 scale: the k-th largest permuted statistic of that test,
+    with k the number of counts c = #{permuted >= observed} for which
+    (1 + c) / (1 + n_permutations) < `alpha` (k = ceil(alpha (n_permutations + 1)) - 1), so
+    ``score > threshold`` exactly when drift is signalled, ties included. When k = 0 (too
+    few permutations for any p-value below `alpha`) `threshold` is inf and no window can
+    signal drift. `threshold` is None before the first test.
 
     All permutations are evaluated at once as quadratic forms of one kernel matrix, built in
     blocks of 512 rows, so a test costs O((n_ref + w)^2 (d + n_permutations)) flops.
@@ -63,6 +69,8 @@ class MMDDrift(WindowedTwoSampleTest):
     True
     >>> det.p_value
     0.009900990099009901
+    >>> det.score > det.threshold
+    True
 
     References
     ----------
@@ -125,7 +133,20 @@ class MMDDrift(WindowedTwoSampleTest):
         )
         observed = stats[0]
         p = float((1 + int((stats[1:] >= observed).sum())) / (1 + self.n_permutations))
-        return TwoSampleOutcome(p < self.alpha, float(observed), p, self.alpha)
+        k = self.critical_rank()
+        # observed > k-th largest permuted  <=>  at most k - 1 permuted >= observed
+        threshold = float(np.sort(stats[1:])[::-1][k - 1]) if k else float("inf")
+        return TwoSampleOutcome(p < self.alpha, float(observed), p, threshold)
+
+    def critical_rank(self) -> int:
+        """How many permuted statistics may reach the observed one with drift still signalled.
+
+        The number of counts c in 0..n_permutations with (1 + c) / (1 + n_permutations)
+        below `alpha`, evaluated as the p-value is, so the rank and the p-value never
+        disagree by rounding; `threshold` is the permuted statistic of this rank.
+        """
+        counts = np.arange(self.n_permutations + 1)
+        return int(((1 + counts) / (1 + self.n_permutations) < self.alpha).sum())
 
 
 def mmd_permutation_statistics(

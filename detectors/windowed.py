@@ -3,7 +3,10 @@
 Rows go into a ring buffer. The first test runs when the buffer is full, then every
 `test_every` new rows. `drift_detected` is the outcome of the tests run by the latest
 `update` (True if any of them rejected) and keeps its value until the next test runs;
-`score` and `p_value` are those of the most recent test.
+`score`, `threshold` and `p_value` are those of the most recent test (None before the
+first). `threshold` is on the scale of `score`: the critical value of the statistic at
+`alpha`, so ``score > threshold`` when the test signals drift; `alpha` stays the level
+`p_value` is compared with.
 """
 
 from __future__ import annotations
@@ -81,7 +84,6 @@ class WindowedTwoSampleTest(DriftDetector):
         self._count = 0
         self._since_test = 0
         self._n_tests = 0
-        self._threshold = self.alpha
 
     def _after_load(self) -> None:
         expected = (self.window_size, self._n_features)
