@@ -88,10 +88,12 @@ class AlibiDetector(WindowedTwoSampleTest):
         ``backend`` defaults to ``'pytorch'`` for MMD and LSDD.
 
     As in `detectors.KSDrift`, `score` is the largest feature distance (the MMD or LSDD
-    estimate for those tests), `p_value` the feature p-values combined by alibi-detect's
-    ``correction`` (Bonferroni by default; "fdr" is Benjamini-Hochberg) and `threshold` is
-    `alpha`. Memory: alibi-detect's copy of the reference plus the
-    window. Raises ImportError naming ``outrider[alibi]`` when alibi-detect is missing.
+    estimate for those tests) and `p_value` the feature p-values combined by alibi-detect's
+    ``correction`` (Bonferroni by default; "fdr" is Benjamini-Hochberg), compared with
+    `alpha`. `threshold` is on the scale of `score`: alibi-detect's distance threshold for
+    MMD and LSDD, None for the feature-wise tests (alibi-detect reports no critical value).
+    Memory: alibi-detect's copy of the reference plus the window. Raises ImportError
+    naming ``outrider[alibi]`` when alibi-detect is missing.
     """
 
     def __init__(
@@ -145,11 +147,14 @@ class AlibiDetector(WindowedTwoSampleTest):
         data = self._alibi.predict(batch)["data"]
         p_values = np.atleast_1d(np.asarray(data["p_val"], dtype=np.float64))
         correction = str(self.alibi_kwargs.get("correction", "bonferroni"))
+        # On the scale of `score`, where alibi-detect reports one (MMD, LSDD); the
+        # feature-wise tests give none, and then `threshold` is None.
+        threshold = data.get("distance_threshold")
         return TestOutcome(
             detected=bool(np.any(data["is_drift"])),
             score=_as_float(data["distance"], "max"),
             p_value=combine_p_values(p_values, correction),
-            threshold=self.alpha,
+            threshold=float("nan") if threshold is None else _as_float(threshold, "max"),
         )
 
 
