@@ -312,7 +312,11 @@ class DriftDetector(_StatefulEstimator):
 
     @property
     def threshold(self) -> float | None:
-        """The value `score` is compared with (None where the test uses `p_value`)."""
+        """Decision threshold on the score's scale (None before the first test or where undefined).
+
+        Where a detector signals drift on a high score, a score above it signals drift; the
+        windowed two-sample tests give the critical value of their statistic at `alpha`.
+        """
         return _optional(self._threshold)
 
     @property

@@ -17,8 +17,10 @@ import pytest
 from scipy import stats
 
 from detectors import BBSDDrift, ChiSquareDrift, CVMDrift, KSDrift, MMDDrift
+from detectors.critical_values import largest_accepted_float, largest_accepted_int
 from detectors.cvm_statistics import cvm_asymptotic_sf, cvm_null_moments
 from detectors.mmd import mmd_permutation_statistics
+from detectors.multiple_testing import cut_rank, rejected_at_rank
 
 
 def _replay(det: Any, windows: list[np.ndarray]) -> list[tuple[bool, float, float]]:
@@ -278,3 +280,41 @@ def test_threshold_survives_a_state_round_trip() -> None:
     det.update(rng.normal(size=(30, 2)) + 1.0)
     fresh = KSDrift(window_size=30, correction="fdr").load_state_dict(det.state_dict())
     assert fresh.threshold == det.threshold and fresh.score == det.score
+
+
+# -- the building blocks ------------------------------------------------------------------
+
+
+def test_cut_rank_is_one_for_bonferroni_and_the_bh_cut_for_fdr() -> None:
+    p = np.array([0.001, 0.2, 0.012, 0.031, 0.9])
+    assert cut_rank(p, "bonferroni", 0.05) == 1
+    # BH at 0.05 over 5: 0.001 < 0.01, 0.012 < 0.02, 0.031 > 0.03, 0.2 > 0.04
+    assert cut_rank(p, "fdr", 0.05) == 2
+    assert cut_rank(p, "fdr", 0.0001) == 1  # nothing rejected
+    assert cut_rank(p, "fdr", 0.06) == 3  # 0.031 < 0.036
+    np.testing.assert_array_equal(
+        rejected_at_rank(p, 5, 2, 0.05), [True, False, True, False, False]
+    )
+    with pytest.raises(ValueError, match="correction"):
+        cut_rank(p, "holm", 0.05)
+
+
+def test_integer_search_finds_the_last_accepted_value() -> None:
+    calls: list[int] = []
+
+    def rejects(h: np.ndarray) -> np.ndarray:
+        calls.append(h.size)
+        return np.asarray(h > 123_456)
+
+    assert largest_accepted_int(rejects, 10**7) == 123_456
+    assert len(calls) <= 6  # 32 candidates per call
+    assert largest_accepted_int(lambda h: np.asarray(h > 50), 40) == 40  # never rejected
+    assert largest_accepted_int(lambda h: np.asarray(h > 0), 1) == 0
+
+
+def test_float_search_stops_at_adjacent_floats() -> None:
+    t = largest_accepted_float(lambda x: x > math.pi, 0.0, 1.0)
+    assert t == math.pi
+    assert largest_accepted_float(lambda x: False, 0.0, 1.0) == math.inf
+    with pytest.raises(ValueError, match="accepted"):
+        largest_accepted_float(lambda x: True, 0.0, 1.0)
