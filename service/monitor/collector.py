@@ -74,7 +74,9 @@ class _Families:
         d = _DETECTOR_LABELS
         self.score = _gauge("outrider_drift_score", "Latest detector statistic.", d)
         self.threshold = _gauge(
-            "outrider_drift_threshold", "Value the detector statistic is compared with.", d
+            "outrider_drift_threshold",
+            "Decision threshold on the score's scale: the score above it signals drift.",
+            d,
         )
         self.p_value = _gauge("outrider_drift_p_value", "Latest detector p-value.", d)
         self.detected = _gauge(
