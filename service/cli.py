@@ -98,10 +98,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from service.app import serve
     from service.log_setup import configure_logging
 
+    from service.dataplane.event_loop import loop_factory
+
     settings = _load_or_exit(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
     try:
-        asyncio.run(serve(settings))
+        # asyncio by default, uvloop when configured (dataplane.event_loop).
+        loop = loop_factory(settings.dataplane.event_loop)()
+        try:
+            loop.run_until_complete(serve(settings))
+        finally:
+            loop.close()
     except Exception as error:  # a start-up failure: say what, exit non-zero, no traceback wall
         import structlog
 
