@@ -58,7 +58,7 @@ def demo_config(
                         "reference": {"path": str(references / "embedding.npz")},
                         "detectors": [
                             {"type": "mmd", "window": WINDOW, "params": {"alpha": 0.01}},
-                            {"type": "knn", "window": WINDOW, "params": {"k": 10}},
+                            {"type": "knn", "window": WINDOW, "params": {"k": 10, "alpha": 0.001}},
                         ],
                     },
                     {
