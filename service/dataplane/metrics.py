@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from service.label_bounds import OTHER, BoundedLabel
+
 #: gRPC status codes by number, for the `code` label.
 GRPC_CODE_NAMES = (
     "OK",
@@ -28,7 +30,6 @@ GRPC_CODE_NAMES = (
     "UNAUTHENTICATED",
 )
 
-OTHER = "other"
 
 # Latency buckets from 0.5 ms: a relayed inference call on a local model is often ~1 ms.
 DURATION_BUCKETS = (
@@ -43,24 +44,6 @@ def code_label(status: int | None, message: str) -> str:
     if 0 <= status < len(GRPC_CODE_NAMES):
         return GRPC_CODE_NAMES[status]
     return OTHER
-
-
-class BoundedLabel:
-    """Keeps a label's distinct values under a limit; later newcomers fold into 'other'."""
-
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
-        self.limit = limit
-        self._seen: set[str] = set()
-
-    def __call__(self, value: str) -> str:
-        if value in self._seen:
-            return value
-        if len(self._seen) >= self.limit:
-            return OTHER
-        self._seen.add(value)
-        return value
 
 
 class DataplaneMetrics:

@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import Callable
 
 UNKNOWN_VERSION = "unknown"
-OTHER_VERSION = "other"
 
 
 class VersionResolver:
@@ -67,28 +66,3 @@ def upstream_version_lookup(target: str, *, timeout: float = 2.0) -> Callable[[s
         return asyncio.run(ask())
 
     return lookup
-
-
-class VersionLabels:
-    """Folds versions past the first `limit` seen per model into `other`."""
-
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
-        self.limit = limit
-        self._seen: dict[str, list[str]] = {}
-
-    def label(self, model: str, version: str) -> str:
-        seen = self._seen.setdefault(model, [])
-        if version in seen:
-            return version
-        if len(seen) < self.limit:
-            seen.append(version)
-            return version
-        return OTHER_VERSION
-
-    def state_dict(self) -> dict[str, list[str]]:
-        return {model: list(versions) for model, versions in self._seen.items()}
-
-    def load_state_dict(self, state: dict[str, list[str]]) -> None:
-        self._seen = {str(m): [str(v) for v in vs][: self.limit] for m, vs in state.items()}

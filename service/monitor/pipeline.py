@@ -23,11 +23,12 @@ import structlog
 from prometheus_client.registry import CollectorRegistry
 
 from service.dataplane.observation import RpcObservation
+from service.label_bounds import VersionLabels
 from service.monitor.decoding import DecodedCall, DecodeError, decode_observation
 from service.monitor.detector_factory import DetectorBuildError, build_detector
 from service.monitor.embedder import OnnxEmbedder
 from service.monitor.error_counts import ThrottledCounter
-from service.monitor.model_versions import VersionLabels, VersionResolver
+from service.monitor.model_versions import VersionResolver
 from service.monitor.monitored_detector import MonitoredDetector
 from service.monitor.rate_limit import TokenBucket
 from service.monitor.readings import DetectorReading, ReadingKey

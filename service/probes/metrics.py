@@ -4,28 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from service.label_bounds import VersionLabels
 from service.probes.evaluation import RunResults
-
-OTHER = "other"
-
-
-class VersionLabels:
-    """Folds versions beyond the first `limit` per model into 'other' (bounded label values)."""
-
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        self.limit = limit
-        self._seen: dict[str, list[str]] = {}
-
-    def __call__(self, model: str, version: str) -> str:
-        seen = self._seen.setdefault(model, [])
-        if version in seen:
-            return version
-        if len(seen) < self.limit:
-            seen.append(version)
-            return version
-        return OTHER
 
 
 class ProbeMetrics:
@@ -117,7 +97,7 @@ class ProbeMetrics:
         self.duration.labels(model, suite).set(duration)
 
     def record_results(self, model: str, version: str, suite: str, results: RunResults) -> None:
-        v = self.version_label(model, version)
+        v = self.version_label.label(model, version)
         self.accuracy.labels(model, v, suite, "all").set(results.accuracy)
         for variant, value in results.variant_accuracy.items():
             self.accuracy.labels(model, v, suite, variant).set(value)
@@ -137,7 +117,7 @@ class ProbeMetrics:
     def record_attack(
         self, model: str, version: str, suite: str, success: float, median_queries: float | None
     ) -> None:
-        v = self.version_label(model, version)
+        v = self.version_label.label(model, version)
         self.attack_success.labels(model, v, suite).set(success)
         if median_queries is not None:
             self.median_queries.labels(model, v, suite).set(median_queries)
@@ -145,7 +125,7 @@ class ProbeMetrics:
     def record_regression(
         self, model: str, version: str, suite: str, regression: bool, p_value: float | None
     ) -> None:
-        v = self.version_label(model, version)
+        v = self.version_label.label(model, version)
         self.regression.labels(model, v, suite).set(1.0 if regression else 0.0)
         if p_value is not None:
             self.regression_p_value.labels(model, v, suite).set(p_value)

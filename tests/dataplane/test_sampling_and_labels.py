@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from service.dataplane.metrics import OTHER, BoundedLabel, code_label
+from service.dataplane.metrics import code_label
 from service.dataplane.observation import BoundedQueueSink, RpcObservation
 from service.dataplane.protobuf_fields import model_of_request, version_of_response
 from service.dataplane.sampling import Sampler
 from service.dataplane.settings import DataplaneSettings, UpstreamTlsSettings
+from service.label_bounds import OTHER, BoundedLabel
 from service.oip import open_inference_pb2 as pb
 
 

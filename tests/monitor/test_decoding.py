@@ -9,12 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from service.label_bounds import VersionLabels
 from service.monitor.decoding import DecodeError, decode_observation, inference_method
-from service.monitor.model_versions import (
-    VersionLabels,
-    VersionResolver,
-    latest_version,
-)
+from service.monitor.model_versions import VersionResolver, latest_version
 from service.oip import open_inference_pb2 as pb
 
 
