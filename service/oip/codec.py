@@ -313,6 +313,23 @@ def _encode_tensor(
         raise TensorError(name, "unknown_datatype", str(exc)) from None
 
 
+def _add_tensors(
+    tensors: Any,
+    raw_contents: Any,
+    values: Mapping[str, np.ndarray],
+    raw: bool,
+    datatypes: Mapping[str, str],
+) -> None:
+    """Appends each array to a request's inputs or a response's outputs (same layout)."""
+    for name, value in values.items():
+        array, datatype = _encode_tensor(name, value, datatypes)
+        tensor = tensors.add(name=name, datatype=datatype, shape=array.shape)
+        if raw:
+            raw_contents.append(_raw_bytes(name, array, datatype))
+        else:
+            _fill_typed(name, array, datatype, tensor.contents)
+
+
 def encode_request(
     model_name: str,
     inputs: Mapping[str, np.ndarray],
@@ -330,13 +347,7 @@ def encode_request(
     request = pb.ModelInferRequest(
         model_name=model_name, model_version=model_version, id=request_id
     )
-    for name, value in inputs.items():
-        array, datatype = _encode_tensor(name, value, datatypes or {})
-        tensor = request.inputs.add(name=name, datatype=datatype, shape=array.shape)
-        if raw:
-            request.raw_input_contents.append(_raw_bytes(name, array, datatype))
-        else:
-            _fill_typed(name, array, datatype, tensor.contents)
+    _add_tensors(request.inputs, request.raw_input_contents, inputs, raw, datatypes or {})
     for output in outputs:
         request.outputs.add(name=output)
     return request
@@ -358,11 +369,5 @@ def encode_response(
     response = pb.ModelInferResponse(
         model_name=model_name, model_version=model_version, id=request_id
     )
-    for name, value in outputs.items():
-        array, datatype = _encode_tensor(name, value, datatypes or {})
-        tensor = response.outputs.add(name=name, datatype=datatype, shape=array.shape)
-        if raw:
-            response.raw_output_contents.append(_raw_bytes(name, array, datatype))
-        else:
-            _fill_typed(name, array, datatype, tensor.contents)
+    _add_tensors(response.outputs, response.raw_output_contents, outputs, raw, datatypes or {})
     return response
