@@ -6,24 +6,19 @@ from typing import Any
 
 from service.hooks.actions import HookResult
 from service.hooks.events import AlertEvent
-from service.hooks.kube_api import MERGE_PATCH, KubernetesApi, KubernetesApiError, rollout_path
+from service.hooks.kube_api import MERGE_PATCH, KubernetesApiError, rollout_path
+from service.hooks.kube_object_hook import KubernetesObjectHook
 from service.hooks.settings import ArgoRolloutsHookSettings
 
 #: What ``kubectl argo rollouts abort`` sends: a merge patch on the status subresource.
 ABORT_PATCH: dict[str, Any] = {"status": {"abort": True}}
 
 
-class ArgoRolloutsHook:
-    """Abort the configured Rollout when an alert fires; no-op when it is already aborted."""
+class ArgoRolloutsHook(KubernetesObjectHook[ArgoRolloutsHookSettings]):
+    """Abort the configured Rollout when an alert fires; no-op when it is already aborted.
 
-    def __init__(self, settings: ArgoRolloutsHookSettings, api: KubernetesApi) -> None:
-        self.settings = settings
-        self._api = api
-
-    @property
-    def name(self) -> str:
-        """The configured hook name."""
-        return self.settings.name
+    Nothing on resolve: retrying an aborted rollout is a human decision.
+    """
 
     async def fire(self, event: AlertEvent, *, dry_run: bool) -> HookResult:
         """Merge-patch ``status.abort: true`` on the Rollout's status subresource."""
@@ -37,14 +32,11 @@ class ArgoRolloutsHook:
             return HookResult("failed", action, {**detail, "error": str(exc)})
         if (current.get("status") or {}).get("abort") is True:
             return HookResult("noop", action, {**detail, "reason": "rollout already aborted"})
-        if dry_run:
-            return HookResult("dry_run", action, {**detail, "patch": ABORT_PATCH})
-        try:
-            await self._api.patch(path + "/status", ABORT_PATCH, content_type=MERGE_PATCH)
-        except KubernetesApiError as exc:
-            return HookResult("failed", action, {**detail, "error": str(exc)})
-        return HookResult("success", action, detail)
-
-    async def resolve(self, event: AlertEvent, *, dry_run: bool) -> HookResult | None:
-        """Nothing: retrying an aborted rollout is a human decision."""
-        return None
+        return await self._apply_patch(
+            path + "/status",
+            ABORT_PATCH,
+            content_type=MERGE_PATCH,
+            action=action,
+            detail=detail,
+            dry_run=dry_run,
+        )

@@ -8,27 +8,21 @@ from service.hooks.actions import HookResult
 from service.hooks.events import AlertEvent
 from service.hooks.kube_api import (
     MERGE_PATCH,
-    KubernetesApi,
     KubernetesApiError,
     inference_service_path,
 )
+from service.hooks.kube_object_hook import KubernetesObjectHook
 from service.hooks.settings import KServeHookSettings
 
 #: Merge patch that routes all traffic to the previously rolled-out revision.
 CANARY_OFF_PATCH: dict[str, Any] = {"spec": {"predictor": {"canaryTrafficPercent": 0}}}
 
 
-class KServeHook:
-    """Send the canary's share of traffic to 0 when an alert fires; no-op when already 0."""
+class KServeHook(KubernetesObjectHook[KServeHookSettings]):
+    """Send the canary's share of traffic to 0 when an alert fires; no-op when already 0.
 
-    def __init__(self, settings: KServeHookSettings, api: KubernetesApi) -> None:
-        self.settings = settings
-        self._api = api
-
-    @property
-    def name(self) -> str:
-        """The configured hook name."""
-        return self.settings.name
+    Nothing on resolve: promoting the canary again is a human decision.
+    """
 
     async def fire(self, event: AlertEvent, *, dry_run: bool) -> HookResult:
         """Merge-patch ``spec.predictor.canaryTrafficPercent: 0``."""
@@ -44,14 +38,11 @@ class KServeHook:
         detail["previous_canary_traffic_percent"] = predictor.get("canaryTrafficPercent")
         if predictor.get("canaryTrafficPercent") == 0:
             return HookResult("noop", action, {**detail, "reason": "canary traffic already 0"})
-        if dry_run:
-            return HookResult("dry_run", action, {**detail, "patch": CANARY_OFF_PATCH})
-        try:
-            await self._api.patch(path, CANARY_OFF_PATCH, content_type=MERGE_PATCH)
-        except KubernetesApiError as exc:
-            return HookResult("failed", action, {**detail, "error": str(exc)})
-        return HookResult("success", action, detail)
-
-    async def resolve(self, event: AlertEvent, *, dry_run: bool) -> HookResult | None:
-        """Nothing: promoting the canary again is a human decision."""
-        return None
+        return await self._apply_patch(
+            path,
+            CANARY_OFF_PATCH,
+            content_type=MERGE_PATCH,
+            action=action,
+            detail=detail,
+            dry_run=dry_run,
+        )

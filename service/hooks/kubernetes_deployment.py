@@ -9,26 +9,20 @@ from service.hooks.deployment_rollback import RollbackPlanError, plan_rollback
 from service.hooks.events import AlertEvent
 from service.hooks.kube_api import (
     JSON_PATCH,
-    KubernetesApi,
     KubernetesApiError,
     deployment_path,
     label_selector_string,
     replicasets_path,
 )
+from service.hooks.kube_object_hook import KubernetesObjectHook
 from service.hooks.settings import KubernetesDeploymentHookSettings
 
 
-class KubernetesDeploymentHook:
-    """Roll the configured Deployment back to its previous revision when an alert fires."""
+class KubernetesDeploymentHook(KubernetesObjectHook[KubernetesDeploymentHookSettings]):
+    """Roll the configured Deployment back to its previous revision when an alert fires.
 
-    def __init__(self, settings: KubernetesDeploymentHookSettings, api: KubernetesApi) -> None:
-        self.settings = settings
-        self._api = api
-
-    @property
-    def name(self) -> str:
-        """The configured hook name."""
-        return self.settings.name
+    Nothing on resolve: rolling forward again is a human decision.
+    """
 
     async def fire(self, event: AlertEvent, *, dry_run: bool) -> HookResult:
         """Plan the rollback from live objects and apply it (or only report it when dry)."""
@@ -58,14 +52,11 @@ class KubernetesDeploymentHook:
             return HookResult("refused", action, detail)
         if plan.kind == "noop":
             return HookResult("noop", action, detail)
-        if dry_run:
-            return HookResult("dry_run", action, {**detail, "patch": plan.patch})
-        try:
-            await self._api.patch(path, plan.patch, content_type=JSON_PATCH)
-        except KubernetesApiError as exc:
-            return HookResult("failed", action, {**detail, "error": str(exc)})
-        return HookResult("success", action, detail)
-
-    async def resolve(self, event: AlertEvent, *, dry_run: bool) -> HookResult | None:
-        """Nothing: rolling forward again is a human decision."""
-        return None
+        return await self._apply_patch(
+            path,
+            plan.patch,
+            content_type=JSON_PATCH,
+            action=action,
+            detail=detail,
+            dry_run=dry_run,
+        )
