@@ -7,20 +7,16 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from detectors.base import FloatArray, check_choice, check_positive_int, finite_rows
+from detectors.columnwise import ColumnwiseTwoSampleTest
 from detectors.critical_values import largest_accepted_float
-from detectors.multiple_testing import (
-    CORRECTIONS,
-    combine_p_values,
-    cut_rank,
-    rejected_at_rank,
-)
-from detectors.windowed import TwoSampleOutcome, WindowedTwoSampleTest
+from detectors.multiple_testing import CORRECTIONS
+from detectors.windowed import TwoSampleOutcome
 
 #: Most cached critical values (one per degrees of freedom and cut rank) kept at once.
 _MAX_CRITICAL = 4096
 
 
-class ChiSquareDrift(WindowedTwoSampleTest):
+class ChiSquareDrift(ColumnwiseTwoSampleTest):
     """Chi-squared test of category frequencies, reference vs the last window, per column.
 
     Each column holds category codes 0..n_categories-1 (for example the predicted class).
@@ -83,7 +79,6 @@ class ChiSquareDrift(WindowedTwoSampleTest):
     """
 
     _FITTED_KEYS = ("_reference_counts",)
-    _STREAM_KEYS = ("_statistics", "_p_values")
 
     def __init__(
         self,
@@ -100,8 +95,6 @@ class ChiSquareDrift(WindowedTwoSampleTest):
         check_choice("correction", correction, CORRECTIONS)
         self.correction = correction
         self._reference_counts = np.zeros((0, 0))
-        self._statistics = np.zeros(0)
-        self._p_values = np.zeros(0)
         # critical statistic per (degrees of freedom, cut rank): a cache, not state
         self._critical: dict[tuple[int, int], float] = {}
         if reference is not None:
@@ -118,11 +111,6 @@ class ChiSquareDrift(WindowedTwoSampleTest):
     def statistics(self) -> FloatArray:
         """Per-column chi-squared statistics of the latest test (empty before the first)."""
         return self._statistics.copy()
-
-    @property
-    def p_values(self) -> FloatArray:
-        """Per-column p-values of the latest test (empty before the first)."""
-        return self._p_values.copy()
 
     def _valid_rows(self, arr: FloatArray) -> NDArray[np.bool_]:
         ok = finite_rows(arr)
@@ -145,11 +133,6 @@ class ChiSquareDrift(WindowedTwoSampleTest):
         self._reference_counts = self._counts(reference[ok])
         self._critical = {}  # they depend on the number of columns
 
-    def _reset_stream(self) -> None:
-        super()._reset_stream()
-        self._statistics = np.zeros(0)
-        self._p_values = np.zeros(0)
-
     def _after_load(self) -> None:
         super()._after_load()
         if self._reference_counts.shape != (self._n_features, self.n_categories):
@@ -166,13 +149,10 @@ class ChiSquareDrift(WindowedTwoSampleTest):
         chi2 = terms.sum(axis=(1, 2))
         dof = present[:, 0, :].sum(axis=1) - 1
         p_values = np.where(dof > 0, stats.chi2.sf(chi2, np.maximum(dof, 1)), 1.0)
-        self._statistics = chi2
-        self._p_values = p_values
-        p = combine_p_values(p_values, self.correction)
+        p, rank = self._combine_columns(chi2, p_values)
         # the columns' degrees of freedom can differ, so the largest statistic need not be
         # the most significant one: report the most significant column's statistic
         top = int(np.lexsort((-dof, -chi2, p_values))[0])
-        rank = cut_rank(p_values, self.correction, self.alpha)
         threshold = self.critical_statistic(int(dof[top]), rank)
         return TwoSampleOutcome(p < self.alpha, float(chi2[top]), p, threshold)
 
@@ -184,20 +164,17 @@ class ChiSquareDrift(WindowedTwoSampleTest):
         """
         self._require_fitted()
         dof = check_positive_int("dof", dof, minimum=0)
-        rank = check_positive_int("rank", rank)
-        if rank > self._n_features:
-            raise ValueError(f"rank must be an int in 1..{self._n_features}, got {rank!r}")
+        rank = self._check_rank(rank)
         if dof == 0:
             return float("inf")
         key = (dof, rank)
         if key not in self._critical:
             if len(self._critical) >= _MAX_CRITICAL:
                 self._critical = {}  # a cache, not state: keep its memory bounded
-            d = self._n_features
 
             def rejects(x: float) -> bool:
                 p = np.array([stats.chi2.sf(x, dof)])
-                return bool(rejected_at_rank(p, d, rank, self.alpha)[0])
+                return bool(self._cut_rejects(p, rank)[0])
 
             self._critical[key] = largest_accepted_float(rejects, 0.0, float(dof))
         return self._critical[key]

@@ -6,18 +6,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from detectors.base import FloatArray, check_choice, check_positive_int
+from detectors.columnwise import ColumnwiseTwoSampleTest
 from detectors.critical_values import largest_accepted_float
 from detectors.cvm_statistics import cvm_asymptotic_sf, cvm_from_counts
-from detectors.multiple_testing import (
-    CORRECTIONS,
-    combine_p_values,
-    cut_rank,
-    rejected_at_rank,
-)
-from detectors.windowed import TwoSampleOutcome, WindowedTwoSampleTest
+from detectors.multiple_testing import CORRECTIONS
+from detectors.windowed import TwoSampleOutcome
 
 
-class CVMDrift(WindowedTwoSampleTest):
+class CVMDrift(ColumnwiseTwoSampleTest):
     """Two-sample Cramér-von Mises test on every dimension, combined across dimensions.
 
     More sensitive than KS to differences spread over the whole distribution (KS looks at
@@ -74,7 +70,6 @@ class CVMDrift(WindowedTwoSampleTest):
     """
 
     _FITTED_KEYS = ("_reference_sorted",)
-    _STREAM_KEYS = ("_statistics", "_p_values")
 
     def __init__(
         self,
@@ -89,8 +84,6 @@ class CVMDrift(WindowedTwoSampleTest):
         check_choice("correction", correction, CORRECTIONS)
         self.correction = correction
         self._reference_sorted = np.zeros((0, 0))
-        self._statistics = np.zeros(0)
-        self._p_values = np.zeros(0)
         # critical statistic per (window size, cut rank) for this reference (a cache)
         self._critical: dict[tuple[int, int], float] = {}
         if reference is not None:
@@ -104,21 +97,11 @@ class CVMDrift(WindowedTwoSampleTest):
         """Per-column statistics T of the latest test (empty before the first)."""
         return self._statistics.copy()
 
-    @property
-    def p_values(self) -> FloatArray:
-        """Per-column p-values of the latest test (empty before the first)."""
-        return self._p_values.copy()
-
     def _fit(self, reference: FloatArray) -> None:
         if reference.shape[0] < 2:
             raise ValueError(f"reference needs at least 2 rows, got {reference.shape[0]}")
         self._reference_sorted = np.sort(reference, axis=0)
         self._critical = {}
-
-    def _reset_stream(self) -> None:
-        super()._reset_stream()
-        self._statistics = np.zeros(0)
-        self._p_values = np.zeros(0)
 
     def _after_load(self) -> None:
         super()._after_load()
@@ -134,10 +117,7 @@ class CVMDrift(WindowedTwoSampleTest):
             counts[:, j] = np.searchsorted(self._reference_sorted[:, j], ws[:, j])
         stats = cvm_from_counts(counts.T, n_ref)
         p_values = cvm_asymptotic_sf(stats, n_ref, window.shape[0])
-        self._statistics = stats
-        self._p_values = p_values
-        p = combine_p_values(p_values, self.correction)
-        rank = cut_rank(p_values, self.correction, self.alpha)
+        p, rank = self._combine_columns(stats, p_values)
         threshold = self.critical_statistic(window.shape[0], rank)
         return TwoSampleOutcome(p < self.alpha, float(stats.max()), p, threshold)
 
@@ -149,16 +129,14 @@ class CVMDrift(WindowedTwoSampleTest):
         """
         self._require_fitted()
         window_size = check_positive_int("window_size", window_size, minimum=2)
-        rank = check_positive_int("rank", rank)
-        if rank > self._n_features:
-            raise ValueError(f"rank must be an int in 1..{self._n_features}, got {rank!r}")
+        rank = self._check_rank(rank)
         key = (window_size, rank)
         if key not in self._critical:
-            n_ref, d = self._reference_sorted.shape[0], self._n_features
+            n_ref = self._reference_sorted.shape[0]
 
             def rejects(t: float) -> bool:
                 p = cvm_asymptotic_sf(np.array([t]), n_ref, window_size)
-                return bool(rejected_at_rank(p, d, rank, self.alpha)[0])
+                return bool(self._cut_rejects(p, rank)[0])
 
             self._critical[key] = largest_accepted_float(rejects, 0.0, 1.0)
         return self._critical[key]

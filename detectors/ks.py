@@ -8,18 +8,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from detectors.base import FloatArray, check_choice, check_positive_int
+from detectors.columnwise import ColumnwiseTwoSampleTest
 from detectors.critical_values import IntArray, largest_accepted_int
 from detectors.ks_distribution import KSPValueTable, ks_statistics_columns
-from detectors.multiple_testing import (
-    CORRECTIONS,
-    combine_p_values,
-    cut_rank,
-    rejected_at_rank,
-)
-from detectors.windowed import TwoSampleOutcome, WindowedTwoSampleTest
+from detectors.multiple_testing import CORRECTIONS
+from detectors.windowed import TwoSampleOutcome
 
 
-class KSDrift(WindowedTwoSampleTest):
+class KSDrift(ColumnwiseTwoSampleTest):
     """Two-sample Kolmogorov-Smirnov test on every dimension, combined across dimensions.
 
     Rows enter a ring buffer of `window_size`; when it is full, and then every `test_every`
@@ -84,7 +80,6 @@ class KSDrift(WindowedTwoSampleTest):
     """
 
     _FITTED_KEYS = ("_reference_sorted_t",)
-    _STREAM_KEYS = ("_statistics", "_p_values")
 
     def __init__(
         self,
@@ -99,8 +94,6 @@ class KSDrift(WindowedTwoSampleTest):
         check_choice("correction", correction, CORRECTIONS)
         self.correction = correction
         self._reference_sorted_t = np.zeros((0, 0))
-        self._statistics = np.zeros(0)
-        self._p_values = np.zeros(0)
         self._table: KSPValueTable | None = None
         # critical statistic per cut rank, for the table's sample sizes (a cache, not state)
         self._critical: dict[int, float] = {}
@@ -115,22 +108,12 @@ class KSDrift(WindowedTwoSampleTest):
         """Per-column KS statistics D of the latest test (empty before the first)."""
         return self._statistics.copy()
 
-    @property
-    def p_values(self) -> FloatArray:
-        """Per-column p-values of the latest test (empty before the first)."""
-        return self._p_values.copy()
-
     def _fit(self, reference: FloatArray) -> None:
         if reference.shape[0] < 2:
             raise ValueError(f"reference needs at least 2 rows, got {reference.shape[0]}")
         self._reference_sorted_t = np.ascontiguousarray(np.sort(reference.T, axis=1))
         self._table = None
         self._critical = {}
-
-    def _reset_stream(self) -> None:
-        super()._reset_stream()
-        self._statistics = np.zeros(0)
-        self._p_values = np.zeros(0)
 
     def _after_load(self) -> None:
         super()._after_load()
@@ -153,10 +136,7 @@ class KSDrift(WindowedTwoSampleTest):
 
     def _test(self, window: FloatArray, rng: np.random.Generator) -> TwoSampleOutcome:
         stats, p_values = self.column_p_values(window)
-        self._statistics = stats
-        self._p_values = p_values
-        p = combine_p_values(p_values, self.correction)
-        rank = cut_rank(p_values, self.correction, self.alpha)
+        p, rank = self._combine_columns(stats, p_values)
         threshold = self.critical_statistic(window.shape[0], rank)
         return TwoSampleOutcome(p < self.alpha, float(stats.max()), p, threshold)
 
@@ -169,19 +149,16 @@ class KSDrift(WindowedTwoSampleTest):
         """
         self._require_fitted()
         window_size = check_positive_int("window_size", window_size)
-        rank = check_positive_int("rank", rank)
-        if rank > self._n_features:
-            raise ValueError(f"rank must be an int in 1..{self._n_features}, got {rank!r}")
+        rank = self._check_rank(rank)
         n1 = self._reference_sorted_t.shape[1]
         if self._table is None or self._table.n2 != window_size:
             self._table = KSPValueTable(n1, window_size)
             self._critical = {}
         if rank not in self._critical:
             table = self._table
-            d = self._n_features
 
             def rejects(h: IntArray) -> NDArray[np.bool_]:
-                return rejected_at_rank(table(h), d, rank, self.alpha)
+                return self._cut_rejects(table(h), rank)
 
             lcm = (n1 // math.gcd(n1, window_size)) * window_size
             self._critical[rank] = largest_accepted_int(rejects, lcm) / lcm
