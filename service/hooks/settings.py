@@ -83,6 +83,13 @@ class KubernetesConnection(_Strict):
     )
 
 
+#: The ``connection`` field every Kubernetes-object hook has (same default and description).
+KubernetesConnectionField = Annotated[
+    KubernetesConnection,
+    Field(default_factory=KubernetesConnection, description="How to reach the API server."),
+]
+
+
 class _HookBase(_Strict):
     name: str = Field(
         pattern=HOOK_NAME_PATTERN,
@@ -158,9 +165,7 @@ class KubernetesDeploymentHookSettings(_HookBase):
         "(a rollback in place); off so that an alert repeated after a restart cannot flip "
         "the Deployment back to the revision it was rolled away from.",
     )
-    connection: KubernetesConnection = Field(
-        default_factory=KubernetesConnection, description="How to reach the API server."
-    )
+    connection: KubernetesConnectionField
 
 
 class ArgoRolloutsHookSettings(_HookBase):
@@ -169,9 +174,7 @@ class ArgoRolloutsHookSettings(_HookBase):
     type: Literal["argo-rollouts"] = Field(description="Hook type.")
     namespace: str = Field(min_length=1, description="Namespace of the Rollout.")
     rollout: str = Field(min_length=1, description="Name of the Rollout.")
-    connection: KubernetesConnection = Field(
-        default_factory=KubernetesConnection, description="How to reach the API server."
-    )
+    connection: KubernetesConnectionField
 
 
 class KServeHookSettings(_HookBase):
@@ -180,9 +183,7 @@ class KServeHookSettings(_HookBase):
     type: Literal["kserve"] = Field(description="Hook type.")
     namespace: str = Field(min_length=1, description="Namespace of the InferenceService.")
     inference_service: str = Field(min_length=1, description="Name of the InferenceService.")
-    connection: KubernetesConnection = Field(
-        default_factory=KubernetesConnection, description="How to reach the API server."
-    )
+    connection: KubernetesConnectionField
 
 
 class ExecHookSettings(_HookBase):
