@@ -15,7 +15,18 @@ def logsumexp_rows(x: FloatArray) -> FloatArray:
     return out
 
 
-class EnergyScorer(OODScorer):
+class _LogitScorer(OODScorer):
+    """Scorer of a classifier's logits that learns nothing: the reference only calibrates."""
+
+    _FITTED_KEYS = ()
+    _LEARNS = False
+
+    def _fit(self, reference: FloatArray) -> None:
+        if reference.shape[1] < 2:
+            raise ValueError(f"logits need at least 2 classes, got {reference.shape[1]}")
+
+
+class EnergyScorer(_LogitScorer):
     """Energy score of the logits, E(x) = -T logsumexp(f(x) / T) (higher = more OOD).
 
     Better aligned with the input density than the softmax confidence (Liu et al. 2020),
@@ -54,9 +65,6 @@ class EnergyScorer(OODScorer):
     detection. NeurIPS.
     """
 
-    _FITTED_KEYS = ()
-    _LEARNS = False
-
     def __init__(
         self,
         reference: ArrayLike | None = None,
@@ -72,16 +80,12 @@ class EnergyScorer(OODScorer):
     def _params(self) -> dict[str, object]:
         return {"temperature": self.temperature, "target_fpr": self.target_fpr, "seed": self.seed}
 
-    def _fit(self, reference: FloatArray) -> None:
-        if reference.shape[1] < 2:
-            raise ValueError(f"logits need at least 2 classes, got {reference.shape[1]}")
-
     def _score_rows(self, rows: FloatArray) -> FloatArray:
         out: FloatArray = -self.temperature * logsumexp_rows(rows / self.temperature)
         return out
 
 
-class MaxSoftmaxScorer(OODScorer):
+class MaxSoftmaxScorer(_LogitScorer):
     """One minus the maximum softmax probability of the logits (higher = more OOD).
 
     The classic baseline (Hendrycks and Gimpel 2017): an input the model is unsure about
@@ -117,9 +121,6 @@ class MaxSoftmaxScorer(OODScorer):
     out-of-distribution examples in neural networks. ICLR.
     """
 
-    _FITTED_KEYS = ()
-    _LEARNS = False
-
     def __init__(
         self,
         reference: ArrayLike | None = None,
@@ -132,10 +133,6 @@ class MaxSoftmaxScorer(OODScorer):
 
     def _params(self) -> dict[str, object]:
         return {"target_fpr": self.target_fpr, "seed": self.seed}
-
-    def _fit(self, reference: FloatArray) -> None:
-        if reference.shape[1] < 2:
-            raise ValueError(f"logits need at least 2 classes, got {reference.shape[1]}")
 
     def _score_rows(self, rows: FloatArray) -> FloatArray:
         out: FloatArray = 1.0 - np.exp(rows.max(axis=1) - logsumexp_rows(rows))
