@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from service.hooks.actions import HookResult
@@ -35,24 +36,27 @@ class FallbackHook:
 
     async def fire(self, event: AlertEvent, *, dry_run: bool) -> HookResult:
         """Switch to the fallback upstream."""
-        action = "switch to fallback upstream"
-        if dry_run:
-            return HookResult("dry_run", action, {})
-        try:
-            await self._switch.use_fallback()
-        except Exception as exc:  # the relay's failure is recorded, never propagated
-            return HookResult("failed", action, {"error": f"{type(exc).__name__}: {exc}"})
-        return HookResult("success", action, {})
+        return await _switch_upstream(
+            "switch to fallback upstream", self._switch.use_fallback, dry_run=dry_run
+        )
 
     async def resolve(self, event: AlertEvent, *, dry_run: bool) -> HookResult | None:
         """Switch back to the primary upstream when configured to."""
         if not self.settings.switch_back_on_resolve:
             return None
-        action = "switch back to primary upstream"
-        if dry_run:
-            return HookResult("dry_run", action, {})
-        try:
-            await self._switch.use_primary()
-        except Exception as exc:  # the relay's failure is recorded, never propagated
-            return HookResult("failed", action, {"error": f"{type(exc).__name__}: {exc}"})
-        return HookResult("success", action, {})
+        return await _switch_upstream(
+            "switch back to primary upstream", self._switch.use_primary, dry_run=dry_run
+        )
+
+
+async def _switch_upstream(
+    action: str, switch: Callable[[], Awaitable[None]], *, dry_run: bool
+) -> HookResult:
+    """Call ``switch`` (unless dry) and report it as ``action``; its exception is a failed run."""
+    if dry_run:
+        return HookResult("dry_run", action, {})
+    try:
+        await switch()
+    except Exception as exc:  # the relay's failure is recorded, never propagated
+        return HookResult("failed", action, {"error": f"{type(exc).__name__}: {exc}"})
+    return HookResult("success", action, {})
