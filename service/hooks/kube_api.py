@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -34,6 +35,17 @@ class KubernetesApi(Protocol):
     async def patch(self, path: str, body: Any, *, content_type: str) -> dict[str, Any]:
         """PATCH ``path`` with ``body`` sent as ``content_type``; return the patched object."""
         ...
+
+
+def parse_object_response(status: int, text: str) -> dict[str, Any]:
+    """Decode a successful response body, which must be one JSON object (else BadResponse)."""
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise KubernetesApiError(status, "BadResponse", f"not JSON: {text[:200]}") from exc
+    if not isinstance(document, dict):
+        raise KubernetesApiError(status, "BadResponse", "response is not a JSON object")
+    return document
 
 
 def _segment(value: str) -> str:

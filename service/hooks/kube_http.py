@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from service.hooks.kube_api import KubernetesApiError
+from service.hooks.kube_api import KubernetesApiError, parse_object_response
 
 
 class HttpKubernetesApi:
@@ -75,13 +75,7 @@ class HttpKubernetesApi:
             raise KubernetesApiError(0, "Unreachable", f"{method} {url}: {exc!r}") from exc
         if not 200 <= status < 300:
             raise _api_error(status, text)
-        try:
-            document = json.loads(text)
-        except ValueError as exc:
-            raise KubernetesApiError(status, "BadResponse", f"not JSON: {text[:200]}") from exc
-        if not isinstance(document, dict):
-            raise KubernetesApiError(status, "BadResponse", "response is not a JSON object")
-        return document
+        return parse_object_response(status, text)
 
     async def get(self, path: str) -> dict[str, Any]:
         """Return the object at ``path``."""

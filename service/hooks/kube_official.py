@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from service.hooks.kube_api import KubernetesApiError
+from service.hooks.kube_api import KubernetesApiError, parse_object_response
 
 _MISSING = (
     "the kubernetes hooks need the official client: install it with "
@@ -95,13 +95,7 @@ class OfficialKubernetesApi:
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
         if not 200 <= status < 300:
             raise KubernetesApiError(status, str(response.reason or ""), _status_message(text))
-        try:
-            document = json.loads(text)
-        except ValueError as exc:
-            raise KubernetesApiError(status, "BadResponse", f"not JSON: {text[:200]}") from exc
-        if not isinstance(document, dict):
-            raise KubernetesApiError(status, "BadResponse", "response is not a JSON object")
-        return document
+        return parse_object_response(status, text)
 
     async def get(self, path: str) -> dict[str, Any]:
         """Return the object at ``path``."""
