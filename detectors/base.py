@@ -111,6 +111,15 @@ def as_scalars(batch: ArrayLike, what: str = "batch") -> FloatArray:
     return arr
 
 
+def reference_scale(reference: FloatArray) -> float:
+    """Sample standard deviation of a scalar reference, (n, 1) with n >= 2 (1.0 if constant)."""
+    values = reference[:, 0]
+    if values.size < 2:
+        raise ValueError(f"reference needs at least 2 values, got {values.size}")
+    sd = float(values.std(ddof=1))
+    return sd if sd > 0 else 1.0
+
+
 def finite_rows(arr: FloatArray) -> NDArray[np.bool_]:
     """Mask of the rows whose values are all finite."""
     finite: NDArray[np.bool_] = np.isfinite(arr)

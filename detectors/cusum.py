@@ -7,7 +7,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from detectors.base import DriftDetector, FloatArray, check_positive_float
+from detectors.base import DriftDetector, FloatArray, check_positive_float, reference_scale
 
 
 class CUSUM(DriftDetector):
@@ -81,12 +81,8 @@ class CUSUM(DriftDetector):
         return {"delta": self.delta, "h": self.h, "seed": self.seed}
 
     def _fit(self, reference: FloatArray) -> None:
-        values = reference[:, 0]
-        if values.size < 2:
-            raise ValueError(f"reference needs at least 2 values, got {values.size}")
-        self._mu = float(values.mean())
-        sd = float(values.std(ddof=1))
-        self._sigma = sd if sd > 0 else 1.0
+        self._sigma = reference_scale(reference)
+        self._mu = float(reference[:, 0].mean())
 
     def _reset_stream(self) -> None:
         self._pos = 0.0

@@ -10,6 +10,7 @@ from detectors.base import (
     check_choice,
     check_positive_float,
     check_positive_int,
+    reference_scale,
 )
 
 MODES = ("both", "up", "down")
@@ -108,11 +109,7 @@ class PageHinkley(DriftDetector):
         self._down_min = 0.0
 
     def _fit(self, reference: FloatArray) -> None:
-        values = reference[:, 0]
-        if values.size < 2:
-            raise ValueError(f"reference needs at least 2 values, got {values.size}")
-        sd = float(values.std(ddof=1))
-        self._sigma = sd if sd > 0 else 1.0
+        self._sigma = reference_scale(reference)
 
     def _reset_stream(self) -> None:
         self._restart()
