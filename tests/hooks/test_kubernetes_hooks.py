@@ -19,6 +19,7 @@ from kube_objects import (
     rollout,
 )
 
+from service.hooks.actions import Hook, HookResult
 from service.hooks.argo_rollouts import ArgoRolloutsHook
 from service.hooks.build import kubernetes_api_for
 from service.hooks.events import AlertEvent
@@ -89,6 +90,16 @@ def official_client(url: str) -> KubernetesApi:
 CLIENTS = [pytest.param(http_client, id="aiohttp"), pytest.param(official_client, id="official")]
 
 
+async def fire_twice(hook: Hook) -> tuple[HookResult, HookResult]:
+    """Fire ``hook`` twice, as a repeated alert does: the second run must find the work done."""
+    return await hook.fire(EVENT, dry_run=False), await hook.fire(EVENT, dry_run=False)
+
+
+def patches_sent(fake: FakeKubeApi) -> list[tuple[str, str, Any]]:
+    """Every PATCH the fake API server received, as (path, content type, body)."""
+    return [(p.path, p.content_type, p.body) for p in fake.patches]
+
+
 def deployment_hook(api: KubernetesApi) -> KubernetesDeploymentHook:
     settings = KubernetesDeploymentHookSettings(
         type="kubernetes-deployment", name="undo", namespace=NAMESPACE, deployment="digits"
@@ -123,8 +134,7 @@ async def test_rollback_already_done_is_a_noop(
     fake: FakeKubeApi, make_client: Callable[[str], KubernetesApi]
 ) -> None:
     hook = deployment_hook(make_client(fake.url))
-    first = await hook.fire(EVENT, dry_run=False)
-    second = await hook.fire(EVENT, dry_run=False)
+    first, second = await fire_twice(hook)
 
     assert (first.outcome, second.outcome) == ("success", "noop")
     assert second.detail["reason"] == "current template already matches revision 2"
@@ -188,11 +198,10 @@ async def test_argo_abort_merge_patches_the_status_subresource(
     fake: FakeKubeApi, make_client: Callable[[str], KubernetesApi]
 ) -> None:
     hook = argo_hook(make_client(fake.url))
-    first = await hook.fire(EVENT, dry_run=False)
-    second = await hook.fire(EVENT, dry_run=False)
+    first, second = await fire_twice(hook)
 
     assert (first.outcome, second.outcome) == ("success", "noop")
-    assert [(p.path, p.content_type, p.body) for p in fake.patches] == [
+    assert patches_sent(fake) == [
         (
             f"/apis/argoproj.io/v1alpha1/namespaces/{NAMESPACE}/rollouts/digits/status",
             MERGE_PATCH,
@@ -225,12 +234,11 @@ async def test_kserve_sets_canary_traffic_to_zero(
     fake: FakeKubeApi, make_client: Callable[[str], KubernetesApi]
 ) -> None:
     hook = kserve_hook(make_client(fake.url))
-    first = await hook.fire(EVENT, dry_run=False)
-    second = await hook.fire(EVENT, dry_run=False)
+    first, second = await fire_twice(hook)
 
     assert (first.outcome, second.outcome) == ("success", "noop")
     assert first.detail["previous_canary_traffic_percent"] == 10
-    assert [(p.path, p.content_type, p.body) for p in fake.patches] == [
+    assert patches_sent(fake) == [
         (
             f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices/digits",
             MERGE_PATCH,
