@@ -9,18 +9,18 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike
 
-from detectors.base import DriftDetector, FloatArray, check_positive_float, check_positive_int
+from detectors.base import FloatArray, check_positive_int
 from detectors.cvm_statistics import cvm_from_counts, cvm_from_sums, cvm_null_moments
 from detectors.ert_calibration import ert_thresholds
+from detectors.ert_online import ErtOnlineDetector
 
-_CHUNK_ROWS = 1024
 #: Grid points of the simulated Brownian bridge (reference sampling noise).
 _BRIDGE_POINTS = 64
 #: Upper bound on simulated values held at once (streams x steps x dims).
 _SIM_BUDGET = 4_000_000
 
 
-class CVMOnline(DriftDetector):
+class CVMOnline(ErtOnlineDetector):
     """Sliding-window Cramér-von Mises statistics per dimension, thresholds set for an ERT.
 
     At every row, for each window size w in `window_sizes` (once w rows have arrived) and
@@ -102,10 +102,7 @@ class CVMOnline(DriftDetector):
         n_bootstraps: int = 2000,
         seed: int | None = None,
     ) -> None:
-        super().__init__(seed=seed)
-        self.ert = check_positive_float("ert", ert)
-        if self.ert <= 1.0:
-            raise ValueError(f"ert must be a float > 1, got {ert!r}")
+        super().__init__(ert=ert, seed=seed)
         if window_sizes is not None and window_size is not None:
             raise ValueError("give window_sizes or window_size, not both")
         self.window_size = window_size
@@ -126,7 +123,6 @@ class CVMOnline(DriftDetector):
             raise ValueError(f"ert must exceed min(window_sizes) = {sizes[0]}, got {ert!r}")
         self.n_bootstraps = check_positive_int("n_bootstraps", n_bootstraps, minimum=10)
         self._reference_sorted = np.zeros((0, 0))
-        self._thresholds = np.zeros(0)
         self._history = np.zeros((0, 0))
         if reference is not None:
             self.fit(reference)
@@ -242,33 +238,24 @@ class CVMOnline(DriftDetector):
             counts[:, j] = np.searchsorted(self._reference_sorted[:, j], rows[:, j])
         return counts
 
-    def _update(self, rows: FloatArray) -> None:
-        self._drift_flag = 0
+    def _step_statistics(self, rows: FloatArray) -> FloatArray:
         n_ref = self._reference_sorted.shape[0]
-        for start in range(0, rows.shape[0], _CHUNK_ROWS):
-            counts = self._counts(rows[start : start + _CHUNK_ROWS])
-            k = counts.shape[0]
-            n_hist = min(self._n_seen, self._w_max - 1)
-            joined = np.vstack([self._history[self._history.shape[0] - n_hist :], counts])
-            stats = np.full(k, -np.inf)
-            for w in self.window_sizes:
-                first_end = max(w - 1, n_hist)
-                if joined.shape[0] <= first_end:
-                    continue
-                windows = sliding_window_view(joined[first_end - w + 1 :], w, axis=0)
-                t = cvm_from_counts(np.sort(windows, axis=-1), n_ref)
-                mean, sd = cvm_null_moments(n_ref, w)
-                z = ((t - mean) / sd).max(axis=1)
-                np.maximum(stats[first_end - n_hist :], z, out=stats[first_end - n_hist :])
-            steps = self._n_seen + np.arange(k)
-            thr = self._thresholds[np.minimum(steps, self._n_ramp)]
-            crossed = np.flatnonzero(stats > thr)
-            if crossed.size:
-                self._mark_detection(int(steps[crossed[0]]))
-            keep = self._w_max - 1
-            if keep:
-                tail = joined[-keep:]
-                self._history[keep - tail.shape[0] :] = tail
-            self._n_seen += k
-            self._score = float(stats[-1])
-            self._threshold = float(thr[-1])
+        counts = self._counts(rows)
+        k = counts.shape[0]
+        n_hist = min(self._n_seen, self._w_max - 1)
+        joined = np.vstack([self._history[self._history.shape[0] - n_hist :], counts])
+        stats = np.full(k, -np.inf)
+        for w in self.window_sizes:
+            first_end = max(w - 1, n_hist)
+            if joined.shape[0] <= first_end:
+                continue
+            windows = sliding_window_view(joined[first_end - w + 1 :], w, axis=0)
+            t = cvm_from_counts(np.sort(windows, axis=-1), n_ref)
+            mean, sd = cvm_null_moments(n_ref, w)
+            z = ((t - mean) / sd).max(axis=1)
+            np.maximum(stats[first_end - n_hist :], z, out=stats[first_end - n_hist :])
+        keep = self._w_max - 1
+        if keep:
+            tail = joined[-keep:]
+            self._history[keep - tail.shape[0] :] = tail
+        return stats

@@ -7,20 +7,16 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from detectors.base import (
-    DriftDetector,
-    FloatArray,
-    check_positive_float,
-    check_positive_int,
-)
+from detectors.base import FloatArray, check_positive_float, check_positive_int
 from detectors.ert_calibration import ert_thresholds
+from detectors.ert_online import ErtOnlineDetector
 from detectors.kernels import median_bandwidth
 
 #: Rows turned into features at once (bounds transient memory for large batches).
 _CHUNK_ROWS = 1024
 
 
-class RffMmdOnline(DriftDetector):
+class RffMmdOnline(ErtOnlineDetector):
     """Sliding-window MMD on random Fourier features with thresholds set for a target ERT.
 
     A Gaussian kernel exp(-||x - y||^2 / (2 bandwidth^2)) is approximated by `n_features`
@@ -110,10 +106,7 @@ class RffMmdOnline(DriftDetector):
         bandwidth: float | None = None,
         seed: int | None = None,
     ) -> None:
-        super().__init__(seed=seed)
-        self.ert = check_positive_float("ert", ert)
-        if self.ert <= 1.0:
-            raise ValueError(f"ert must be a float > 1, got {ert!r}")
+        super().__init__(ert=ert, seed=seed)
         self.window_size = check_positive_int("window_size", window_size, minimum=2)
         self.n_bootstraps = check_positive_int("n_bootstraps", n_bootstraps, minimum=10)
         self.n_features = check_positive_int("n_features", n_features, minimum=2)
@@ -122,7 +115,6 @@ class RffMmdOnline(DriftDetector):
         self._phase = np.zeros(0)
         self._ref_mean = np.zeros(0)
         self._init_window = np.zeros((0, 0))
-        self._thresholds = np.zeros(0)
         self._bandwidth = 1.0
         self._window = np.zeros((0, 0))
         if reference is not None:
@@ -172,7 +164,7 @@ class RffMmdOnline(DriftDetector):
         rest_feats = self.features(reference[rest])
         self._ref_mean = rest_feats.mean(axis=0)
         stats = self._simulate(rest_feats, rng)
-        self._thresholds = ert_thresholds(stats, self.ert, n_ramp=w)
+        self._thresholds = ert_thresholds(stats, self.ert, n_ramp=self._n_ramp)
 
     def _simulate(self, pool: FloatArray, rng: np.random.Generator) -> FloatArray:
         """Statistics of no-drift streams bootstrapped from `pool`, (n_bootstraps, 3 w).
@@ -219,23 +211,19 @@ class RffMmdOnline(DriftDetector):
         if self._thresholds.shape != (self.window_size + 1,):
             raise ValueError("state thresholds do not match window_size")
 
-    def _update(self, rows: FloatArray) -> None:
-        self._drift_flag = 0
+    @property
+    def _n_ramp(self) -> int:
+        # once the initial window has slid out, every step sees the same statistic
+        return self.window_size
+
+    def _step_statistics(self, rows: FloatArray) -> FloatArray:
         w = self.window_size
-        for start in range(0, rows.shape[0], _CHUNK_ROWS):
-            feats = self.features(rows[start : start + _CHUNK_ROWS])
-            k = feats.shape[0]
-            joined = np.vstack([self._window, feats])
-            prefix = np.vstack([np.zeros((1, self.n_features)), np.cumsum(joined, axis=0)])
-            sums = prefix[w + 1 : w + k + 1] - prefix[1 : k + 1]
-            diff = self._ref_mean - sums / w
-            stats = np.einsum("ij,ij->i", diff, diff)
-            steps = self._n_seen + np.arange(k)  # 0-based step index of each row
-            thr = self._thresholds[np.minimum(steps, w)]
-            crossed = np.flatnonzero(stats > thr)
-            if crossed.size:
-                self._mark_detection(int(steps[crossed[0]]))
-            self._window = joined[-w:].copy()
-            self._n_seen += k
-            self._score = float(stats[-1])
-            self._threshold = float(thr[-1])
+        feats = self.features(rows)
+        k = feats.shape[0]
+        joined = np.vstack([self._window, feats])
+        prefix = np.vstack([np.zeros((1, self.n_features)), np.cumsum(joined, axis=0)])
+        sums = prefix[w + 1 : w + k + 1] - prefix[1 : k + 1]
+        diff = self._ref_mean - sums / w
+        stats: FloatArray = np.einsum("ij,ij->i", diff, diff)
+        self._window = joined[-w:].copy()
+        return stats
