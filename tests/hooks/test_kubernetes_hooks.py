@@ -432,3 +432,71 @@ async def test_slow_api_server_times_out_as_a_recorded_failure() -> None:
         await runner.cleanup()
     assert result.outcome == "failed"
     assert result.detail["error"].startswith("0 Unreachable: GET http://127.0.0.1:")
+
+
+# -- what the three Kubernetes-object hooks share: dry run, a refused PATCH, resolve ----------
+
+
+class PatchRefusingApi:
+    """Reads through ``inner`` but refuses every PATCH, as a denying admission webhook does."""
+
+    def __init__(self, inner: KubernetesApi) -> None:
+        self._inner = inner
+
+    async def get(self, path: str) -> dict[str, Any]:
+        return await self._inner.get(path)
+
+    async def list(self, path: str, *, label_selector: str | None = None) -> list[dict[str, Any]]:
+        return await self._inner.list(path, label_selector=label_selector)
+
+    async def patch(self, path: str, body: Any, *, content_type: str) -> dict[str, Any]:
+        raise KubernetesApiError(403, "Forbidden", "denied by admission webhook")
+
+
+OBJECT_HOOKS = [
+    pytest.param(deployment_hook, f"roll back deployment {NAMESPACE}/digits to revision 2",
+                 id="deployment"),
+    pytest.param(argo_hook, f"abort rollout {NAMESPACE}/digits", id="argo"),
+    pytest.param(kserve_hook,
+                 f"set canaryTrafficPercent=0 on inferenceservice {NAMESPACE}/digits",
+                 id="kserve"),
+]
+
+
+async def test_argo_and_kserve_dry_runs_report_the_patch_and_send_nothing(
+    fake: FakeKubeApi,
+) -> None:
+    argo = await argo_hook(http_client(fake.url)).fire(EVENT, dry_run=True)
+    kserve = await kserve_hook(http_client(fake.url)).fire(EVENT, dry_run=True)
+
+    assert (argo.outcome, dict(argo.detail)) == ("dry_run", {
+        "namespace": NAMESPACE, "rollout": "digits", "patch": {"status": {"abort": True}}
+    })
+    assert (kserve.outcome, dict(kserve.detail)) == ("dry_run", {
+        "namespace": NAMESPACE,
+        "inference_service": "digits",
+        "previous_canary_traffic_percent": 10,
+        "patch": {"spec": {"predictor": {"canaryTrafficPercent": 0}}},
+    })
+    assert fake.patches == []
+
+
+@pytest.mark.parametrize(("make_hook", "action"), OBJECT_HOOKS)
+async def test_refused_patch_is_a_recorded_failure(
+    fake: FakeKubeApi, make_hook: Callable[[KubernetesApi], Hook], action: str
+) -> None:
+    result = await make_hook(PatchRefusingApi(http_client(fake.url))).fire(EVENT, dry_run=False)
+
+    assert (result.outcome, result.action) == ("failed", action)
+    assert result.detail["error"] == "403 Forbidden: denied by admission webhook"
+    assert fake.patches == []
+
+
+@pytest.mark.parametrize(("make_hook", "action"), OBJECT_HOOKS)
+async def test_kubernetes_hooks_do_nothing_on_resolve(
+    fake: FakeKubeApi, make_hook: Callable[[KubernetesApi], Hook], action: str
+) -> None:
+    hook = make_hook(http_client(fake.url))
+
+    assert await hook.resolve(EVENT, dry_run=False) is None
+    assert fake.requests == []
