@@ -146,6 +146,12 @@ class _StatefulEstimator(ABC):
     _entropy: int
     _fitted: bool
 
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+        self._entropy = entropy_from_seed(seed)
+        self._fitted = False
+        self._n_features = 0
+
     def _params(self) -> dict[str, object]:
         """Constructor arguments (by their stored names), used to check state compatibility."""
         return {}
@@ -252,10 +258,7 @@ class DriftDetector(_StatefulEstimator):
     _SCALAR_INPUT = False
 
     def __init__(self, seed: int | None = None) -> None:
-        self.seed = seed
-        self._entropy = entropy_from_seed(seed)
-        self._fitted = False
-        self._n_features = 0
+        super().__init__(seed)
         self._clear_counters()
 
     def _clear_counters(self) -> None:
@@ -399,10 +402,7 @@ class OODScorer(_StatefulEstimator):
     ) -> None:
         self.target_fpr = check_open_unit("target_fpr", target_fpr)
         self.calibration_fraction = check_open_unit("calibration_fraction", calibration_fraction)
-        self.seed = seed
-        self._entropy = entropy_from_seed(seed)
-        self._fitted = False
-        self._n_features = 0
+        super().__init__(seed)
         self._threshold = _NONE
         self._rejected = 0
 
