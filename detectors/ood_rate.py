@@ -94,12 +94,11 @@ class OODRateTest(WindowedTwoSampleTest):
     def _fit(self, reference: FloatArray) -> None:
         self.scorer.fit(reference)
 
+    def _window_columns(self) -> int:
+        return 1  # the window holds one OOD flag per row
+
     def _reset_stream(self) -> None:
-        self._window = np.zeros((self.window_size, 1))
-        self._pos = 0
-        self._count = 0
-        self._since_test = 0
-        self._n_tests = 0
+        super()._reset_stream()
         self.scorer.reset()
         self._rate_threshold = self._smallest_signalled_rate()
         self._threshold = self._rate_threshold

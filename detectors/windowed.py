@@ -78,15 +78,19 @@ class WindowedTwoSampleTest(DriftDetector):
         """Tests run since fitting or the last reset."""
         return self._n_tests
 
+    def _window_columns(self) -> int:
+        """Columns of what the window holds: the input rows' unless a test windows less."""
+        return self._n_features
+
     def _reset_stream(self) -> None:
-        self._window = np.zeros((self.window_size, self._n_features))
+        self._window = np.zeros((self.window_size, self._window_columns()))
         self._pos = 0
         self._count = 0
         self._since_test = 0
         self._n_tests = 0
 
     def _after_load(self) -> None:
-        expected = (self.window_size, self._n_features)
+        expected = (self.window_size, self._window_columns())
         if self._window.shape != expected:
             raise ValueError(f"state window has shape {self._window.shape}, expected {expected}")
 
