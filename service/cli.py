@@ -96,9 +96,8 @@ def _load_or_exit(path: Path | None) -> OutriderSettings:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from service.app import serve
-    from service.log_setup import configure_logging
-
     from service.dataplane.event_loop import loop_factory
+    from service.log_setup import configure_logging
 
     settings = _load_or_exit(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
