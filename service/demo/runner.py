@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 import urllib.request
@@ -34,6 +35,7 @@ def run_demo(
 ) -> int:
     console = Console()
     use_live = console.is_terminal if live is None else live
+    _stop_on_hangup_or_term()
     console.print(f"[bold]outrider demo[/bold]: preparing the {dataset} model and references ...")
     setup = prepare_demo(
         state_dir,
@@ -89,6 +91,21 @@ def run_demo(
         model.stop()
     console.print(f"logs: {logs}; config: {setup.config_path}")
     return 130 if interrupted else 0
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_hangup_or_term() -> None:
+    """A closed terminal or a `kill` stops the demo like Ctrl-C does.
+
+    The children run in their own sessions (so Ctrl-C reaches only the demo, which then
+    stops them in order); without this, SIGHUP or SIGTERM would end the demo and leave
+    them running.
+    """
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupt)
 
 
 async def _traffic_with_view(
