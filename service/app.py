@@ -14,7 +14,7 @@ import asyncio
 import signal
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
@@ -36,6 +36,12 @@ from service.store.checkpoints import CheckpointStore
 from service.store.incidents import IncidentStore
 from service.store.state_dir import prepare_state_dir
 from service.version import __version__
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from service.monitor.alerts import AlertTransition
+    from service.probes.scheduler import ProbeScheduler
 
 log = structlog.get_logger(__name__)
 
@@ -92,7 +98,7 @@ class OutriderApp:
         self.dispatcher = build_dispatcher(
             settings.hooks, recorder=self.incidents, registry=self.registry, upstream_switch=switch
         )
-        self.probes: Any = None
+        self.probes: ProbeScheduler | None = None
         self.admin: AdminServer | None = None
         self._flow: IncidentFlow | None = None
         self._alert_thread: threading.Thread | None = None
@@ -124,7 +130,7 @@ class OutriderApp:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _on_transition(self, transition: Any) -> None:
+    def _on_transition(self, transition: AlertTransition) -> None:
         if self._flow is not None:
             self._flow(transition)
 
@@ -161,7 +167,7 @@ class OutriderApp:
             state_dir=str(self.state_dir.root),
         )
 
-    def _admin_app(self) -> Any:
+    def _admin_app(self) -> web.Application:
         app = build_admin_app(
             self.registry,
             {
