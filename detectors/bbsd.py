@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -40,8 +42,8 @@ class BBSDDrift(KSDrift):
     ----------
     reference
         (n_ref, n_classes) probabilities or logits, or None to call `fit` later.
-    window_size, test_every, alpha, correction, seed
-        As in `KSDrift`.
+    window_size, test_every, alpha, correction, seed, method
+        As in `KSDrift` (`method`: "auto", "exact" or "asymp", scipy.stats.ks_2samp's).
     input
         "probabilities" (rows are softmax outputs) or "logits".
 
@@ -72,6 +74,7 @@ class BBSDDrift(KSDrift):
         correction: str = "bonferroni",
         input: str = "probabilities",  # noqa: A002 - the documented argument name
         seed: int | None = None,
+        method: Literal["auto", "exact", "asymp"] = "auto",
     ) -> None:
         check_choice("input", input, INPUTS)
         self.input = input
@@ -82,6 +85,7 @@ class BBSDDrift(KSDrift):
             alpha=alpha,
             correction=correction,
             seed=seed,
+            method=method,
         )
         if reference is not None:
             self.fit(reference)

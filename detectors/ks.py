@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -10,7 +11,7 @@ from numpy.typing import ArrayLike, NDArray
 from detectors.base import FloatArray, check_choice, check_positive_int
 from detectors.columnwise import ColumnwiseTwoSampleTest
 from detectors.critical_values import IntArray, largest_accepted_int
-from detectors.ks_distribution import KSPValueTable, ks_statistics_columns
+from detectors.ks_distribution import METHODS, KSPValueTable, ks_statistics_columns
 from detectors.multiple_testing import CORRECTIONS
 from detectors.windowed import TwoSampleOutcome
 
@@ -20,12 +21,12 @@ class KSDrift(ColumnwiseTwoSampleTest):
 
     Rows enter a ring buffer of `window_size`; when it is full, and then every `test_every`
     rows, each column of the window is tested against the same column of the reference.
-    Per-column p-values equal those of ``scipy.stats.ks_2samp`` (default method "auto":
-    exact up to 10 000 rows, asymptotic beyond) and are combined by Bonferroni or
+    Per-column p-values equal those of ``scipy.stats.ks_2samp`` with the same `method`
+    (default "auto": exact up to 10 000 rows, asymptotic beyond) and are combined by Bonferroni or
     Benjamini-Hochberg (`correction`); drift is signalled when the combined p-value is
     below `alpha`. `score` is the largest per-column statistic D, `p_value` the combined
     p-value. `threshold` is the critical value of D: the largest D (a multiple of
-    1 / lcm(n_ref, window_size)) whose p-value, by the same exact or asymptotic rule, the
+    1 / lcm(n_ref, window_size)) whose p-value, by the same `method`, the
     correction does not reject, so ``score > threshold`` exactly when drift is signalled.
     With Bonferroni that cut is the level ``alpha / d``; with Benjamini-Hochberg it depends
     on the other columns' p-values and is taken at the cut of that test (``alpha * i / d``
@@ -41,7 +42,9 @@ class KSDrift(ColumnwiseTwoSampleTest):
     reference and 500 window rows. The exact null distribution is tabulated at the first
     test when that is cheap (about 1 s for 2000 vs 500 rows), otherwise memoised per
     statistic value; p-values below 1e-9 use the asymptotic formula (still within 1e-6 of
-    scipy's exact value). Critical values are searched once per cut rank and kept.
+    scipy's exact value). With ``method="asymp"`` there is no table: each distinct
+    statistic's asymptotic p-value is computed once and memoised, so the first test costs
+    little more than later ones. Critical values are searched once per cut rank and kept.
 
     Parameters
     ----------
@@ -55,6 +58,12 @@ class KSDrift(ColumnwiseTwoSampleTest):
         Significance level of the combined test.
     correction
         "bonferroni" or "fdr" (Benjamini-Hochberg).
+    method
+        P-value method, as scipy.stats.ks_2samp's: "auto" (exact when both samples have at
+        most 10 000 rows, else asymptotic), "exact" (always exact; scipy's own fallback to
+        asymptotic when lcm(n_ref, window_size) exceeds int32) or "asymp" (always
+        ``kstwo.sf(D, round(n_ref window_size / (n_ref + window_size)))``, what alibi-detect
+        asks scipy for).
     seed
         Unused by the test itself (it is deterministic); kept for a uniform API.
 
@@ -89,10 +98,13 @@ class KSDrift(ColumnwiseTwoSampleTest):
         alpha: float = 0.05,
         correction: str = "bonferroni",
         seed: int | None = None,
+        method: Literal["auto", "exact", "asymp"] = "auto",
     ) -> None:
         super().__init__(window_size=window_size, test_every=test_every, alpha=alpha, seed=seed)
         check_choice("correction", correction, CORRECTIONS)
+        check_choice("method", method, METHODS)
         self.correction = correction
+        self.method: Literal["auto", "exact", "asymp"] = method
         self._reference_sorted_t = np.zeros((0, 0))
         self._table: KSPValueTable | None = None
         # critical statistic per cut rank, for the table's sample sizes (a cache, not state)
@@ -101,7 +113,7 @@ class KSDrift(ColumnwiseTwoSampleTest):
             self.fit(reference)
 
     def _params(self) -> dict[str, object]:
-        return {**super()._params(), "correction": self.correction}
+        return {**super()._params(), "correction": self.correction, "method": self.method}
 
     @property
     def statistics(self) -> FloatArray:
@@ -128,7 +140,7 @@ class KSDrift(ColumnwiseTwoSampleTest):
         n1 = self._reference_sorted_t.shape[1]
         n2 = window.shape[0]
         if self._table is None or self._table.n2 != n2:
-            self._table = KSPValueTable(n1, n2)
+            self._table = KSPValueTable(n1, n2, self.method)
             self._critical = {}
         h = ks_statistics_columns(self._reference_sorted_t, window)
         lcm = (n1 // math.gcd(n1, n2)) * n2
@@ -152,7 +164,7 @@ class KSDrift(ColumnwiseTwoSampleTest):
         rank = self._check_rank(rank)
         n1 = self._reference_sorted_t.shape[1]
         if self._table is None or self._table.n2 != window_size:
-            self._table = KSPValueTable(n1, window_size)
+            self._table = KSPValueTable(n1, window_size, self.method)
             self._critical = {}
         if rank not in self._critical:
             table = self._table

@@ -1,9 +1,11 @@
 """Two-sample Kolmogorov-Smirnov statistics per column and their null p-values.
 
 The statistic is kept as an integer `h = D * lcm(n1, n2)` so ties and rounding never
-disturb it. P-values follow the rule scipy.stats.ks_2samp applies by default ("auto"): the
+disturb it. P-values follow scipy.stats.ks_2samp's `method`: "auto" (its default) takes the
 exact two-sided distribution when both samples have at most 10 000 rows, otherwise the
-asymptotic one (`kstwo.sf(D, round(n1 n2 / (n1 + n2)))`).
+asymptotic one (`kstwo.sf(D, round(n1 n2 / (n1 + n2)))`); "exact" always the exact one
+(unless lcm(n1, n2) does not fit scipy's int32 lattice, where scipy too falls back to the
+asymptotic one); "asymp" always the asymptotic one.
 
 The exact distribution is the probability that a uniformly random lattice path from (0, 0)
 to (n1, n2) leaves the band |x/n1 - y/n2| < D. It is computed with the recursion for the
@@ -22,6 +24,7 @@ two-sample Kolmogorov-Smirnov test. arXiv:2102.08037.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +36,20 @@ IntArray = NDArray[np.int64]
 
 #: Largest sample size for which the exact distribution is used (scipy's "auto" rule).
 MAX_EXACT_N = 10_000
+#: P-value methods, as scipy.stats.ks_2samp names them.
+METHODS = ("auto", "exact", "asymp")
+_INT32_MAX = 2**31 - 1
+
+
+def uses_exact(method: str, n1: int, n2: int) -> bool:
+    """Whether scipy.stats.ks_2samp(method=`method`) takes the exact distribution for n1, n2."""
+    if method == "asymp":
+        return False
+    if method == "auto":
+        return max(n1, n2) <= MAX_EXACT_N
+    g = math.gcd(n1, n2)
+    # scipy's own guard: an lcm beyond int32 switches "exact" to the asymptotic formula
+    return (n1 // g) < _INT32_MAX / (n2 // g)
 
 
 def ks_statistics(reference_sorted: FloatArray, window: FloatArray) -> IntArray:
@@ -145,20 +162,30 @@ _MAX_MEMO = 65_536
 
 
 class KSPValueTable:
-    """P-values for fixed sample sizes, memoised: p depends only on the integer h.
+    """P-values for fixed sample sizes and `method`, memoised: p depends only on the integer h.
 
     When the exact distribution is cheap enough to tabulate (about 1 s for 2000 vs 500
     rows), every p-value above `TAIL_P` is computed in one pass at the first call; otherwise
     each new h costs one DP pass. Statistics whose asymptotic p-value is below `TAIL_P`
-    take the asymptotic value.
+    take the asymptotic value. The asymptotic distribution (scipy's kstwo, about 0.3 ms per
+    value for n near 400) is memoised per h as well.
     """
 
-    def __init__(self, n1: int, n2: int) -> None:
+    def __init__(self, n1: int, n2: int, method: str = "auto") -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
         self.n1 = n1
         self.n2 = n2
-        self._exact = max(n1, n2) <= MAX_EXACT_N
+        self.method = method
+        self._exact = uses_exact(method, n1, n2)
         g = math.gcd(n1, n2)
         self._lcm = (n1 // g) * n2
+        self._known: dict[int, float] = {0: 1.0}
+        self._table: FloatArray | None = None
+        self._tabulate = False
+        self._cap = self._lcm + 1
+        if not self._exact:
+            return
         self._cap = self._tail_start()
         if self._exact and self._cap <= self._lcm:
             # exact p decreases in h: if it is already < 1e-6 at the cap, every tail value
@@ -166,9 +193,7 @@ class KSPValueTable:
             cap_p = ks_exact_sf(np.array([self._cap], dtype=np.int64), n1, n2)[0]
             if cap_p >= 1e-6:
                 self._cap = self._lcm + 1
-        self._tabulate = self._exact and 2.0 * g * float(self._cap) ** 2 <= _TABULATE_WORK
-        self._table: FloatArray | None = None
-        self._known: dict[int, float] = {0: 1.0}
+        self._tabulate = 2.0 * g * float(self._cap) ** 2 <= _TABULATE_WORK
 
     def _tail_start(self) -> int:
         """Smallest h whose asymptotic p-value is below TAIL_P (lcm + 1 if none)."""
@@ -185,7 +210,7 @@ class KSPValueTable:
         """P-values for the statistics `h` (as scipy.stats.ks_2samp computes them, to 1e-6)."""
         h = np.asarray(h, dtype=np.int64)
         if not self._exact:
-            return ks_asymptotic_sf(h, self.n1, self.n2)
+            return self._memoised(h, h > 0, ks_asymptotic_sf)
         out = np.ones(h.shape)
         tail = h >= self._cap
         if tail.any():
@@ -200,11 +225,22 @@ class KSPValueTable:
                 )
             out[body] = self._table[h[body]]
             return out
-        missing = [v for v in np.unique(h[body]).tolist() if v not in self._known]
+        memo = self._memoised(h, body, ks_exact_sf)
+        out[body] = memo[body]
+        return out
+
+    def _memoised(
+        self, h: IntArray, which: NDArray[np.bool_], sf: Callable[[IntArray, int, int], FloatArray]
+    ) -> FloatArray:
+        """`sf` at h where `which` holds (1.0 elsewhere), each distinct h computed once."""
+        out = np.ones(h.shape)
+        if not which.any():
+            return out
+        missing = [v for v in np.unique(h[which]).tolist() if v not in self._known]
         if len(self._known) + len(missing) > _MAX_MEMO:
             self._known = {0: 1.0}  # a cache, not state: keep its memory bounded
         if missing:
-            values = ks_exact_sf(np.array(missing, dtype=np.int64), self.n1, self.n2)
+            values = sf(np.array(missing, dtype=np.int64), self.n1, self.n2)
             self._known.update(zip(missing, values.tolist(), strict=True))
-        out[body] = [self._known[v] for v in h[body].tolist()]
+        out[which] = [self._known[v] for v in h[which].tolist()]
         return out

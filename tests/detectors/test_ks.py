@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from detectors import KSDrift
+from detectors import BBSDDrift, KSDrift
+from detectors.bbsd import softmax
 from detectors.ks_distribution import KSPValueTable, ks_asymptotic_sf, ks_statistics
 
 
@@ -101,3 +102,108 @@ def test_tabulated_and_tail_p_values_equal_scipy() -> None:
     want = [stats.ks_2samp(ref[:, j], win[:, j]).pvalue for j in range(3)]
     np.testing.assert_allclose(det.p_values, want, atol=1e-6, rtol=0)
     assert det.p_values[2] < 1e-9
+
+
+def _tied_samples(n1: int, n2: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (n1, 6) and (n2, 6) samples, shifted per column, with ties in two columns."""
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(size=(n1, 6))
+    win = rng.normal(size=(n2, 6)) + np.linspace(0.0, 0.7, 6)
+    ref[:5, 1] = 0.0
+    win[:3, 1] = 0.0
+    ref[:, 2] = np.round(ref[:, 2], 1)
+    win[:, 2] = np.round(win[:, 2], 1)
+    return ref, win
+
+
+@pytest.mark.parametrize("method", ["asymp", "exact"])
+@pytest.mark.parametrize(
+    ("n1", "n2"), [(40, 40), (200, 30), (30, 200), (501, 100), (7, 3), (2000, 500), (12_000, 50)]
+)
+def test_method_p_values_equal_scipy_ks_2samp_with_that_method(
+    method: str, n1: int, n2: int
+) -> None:
+    ref, win = _tied_samples(n1, n2, n1 + 7 * n2)
+    det = KSDrift(ref, window_size=n2, method=method, seed=0).update(win)  # type: ignore[arg-type]
+    want = [stats.ks_2samp(ref[:, j], win[:, j], method=method) for j in range(6)]
+    np.testing.assert_allclose(det.statistics, [w.statistic for w in want], atol=1e-12, rtol=0)
+    assert np.abs(det.p_values - [w.pvalue for w in want]).max() <= 1e-6
+
+
+def test_asymp_differs_from_default_where_scipy_does() -> None:
+    ref, win = _tied_samples(300, 60, 11)
+    asymp = KSDrift(ref, window_size=60, method="asymp").update(win).p_values
+    auto = KSDrift(ref, window_size=60).update(win).p_values
+    exact = KSDrift(ref, window_size=60, method="exact").update(win).p_values
+    np.testing.assert_array_equal(auto, exact)  # 300 and 60 rows: "auto" is exact
+    assert np.abs(asymp - auto).max() > 1e-4
+
+
+def test_exact_beyond_auto_limit_is_still_exact() -> None:
+    ref, win = _tied_samples(10_010, 20, 4)
+    exact = KSDrift(ref, window_size=20, method="exact").update(win).p_values
+    auto = KSDrift(ref, window_size=20).update(win).p_values
+    np.testing.assert_array_equal(auto, KSDrift(ref, 20, method="asymp").update(win).p_values)
+    assert np.abs(exact - auto).max() > 1e-4
+
+
+def test_method_is_validated_with_the_valid_values() -> None:
+    with pytest.raises(ValueError) as excinfo:
+        KSDrift(window_size=10, method="asymptotic")  # type: ignore[arg-type]
+    assert str(excinfo.value) == (
+        "method must be one of ['auto', 'exact', 'asymp'], got 'asymptotic'"
+    )
+    with pytest.raises(ValueError, match="method must be one of"):
+        KSPValueTable(10, 10, "approx")
+
+
+def test_method_is_a_stored_param_and_round_trips_in_state() -> None:
+    ref, win = _tied_samples(200, 40, 5)
+    det = KSDrift(ref, window_size=40, method="asymp", seed=0).update(win)
+    assert det.method == "asymp"
+    assert "method='asymp'" in repr(det)
+    state = det.state_dict()
+    assert "('method', 'asymp')" in str(state["params"])
+    clone = KSDrift(window_size=40, method="asymp", seed=0).load_state_dict(state)
+    more = _tied_samples(200, 40, 6)[1]
+    det.update(more)
+    clone.update(more)
+    np.testing.assert_array_equal(clone.p_values, det.p_values)
+    assert (clone.score, clone.threshold, clone.p_value) == (det.score, det.threshold, det.p_value)
+    with pytest.raises(ValueError, match="other settings"):
+        KSDrift(window_size=40, seed=0).load_state_dict(state)
+
+
+@pytest.mark.parametrize("correction", ["bonferroni", "fdr"])
+def test_asymp_threshold_agrees_with_the_decision(correction: str) -> None:
+    rng = np.random.default_rng(17)
+    ref = rng.normal(size=(300, 6))
+    det = KSDrift(ref, window_size=40, test_every=5, method="asymp", correction=correction)
+    shift = np.zeros(6)
+    decisions = []
+    for step in range(80):
+        if step == 30:
+            shift[:2] = 0.6
+        det.update(rng.normal(size=(5, 6)) + shift)
+        if det.threshold is None:
+            continue
+        assert det.score is not None
+        assert det.drift_detected == (det.score > det.threshold)
+        decisions.append(det.drift_detected)
+        # the critical statistic is the largest lattice D the cut accepts
+        lcm = 300 * 40 // math.gcd(300, 40)
+        h = round(det.threshold * lcm)
+        sf = ks_asymptotic_sf(np.array([h, h + 1]), 300, 40)
+        assert sf[0] * 6 >= det.alpha > sf[1] * 6 or correction == "fdr"
+    assert True in decisions and False in decisions
+
+
+def test_bbsd_passes_method_through() -> None:
+    rng = np.random.default_rng(21)
+    ref = rng.normal(size=(200, 3))
+    win = rng.normal(size=(50, 3)) + [0.5, 0.0, 0.0]
+    det = BBSDDrift(ref, window_size=50, input="logits", method="asymp").update(win)
+    assert det.method == "asymp"
+    p_ref, p_win = softmax(ref), softmax(win)
+    want = [stats.ks_2samp(p_ref[:, j], p_win[:, j], method="asymp").pvalue for j in range(3)]
+    assert np.abs(det.p_values - want).max() <= 1e-6
