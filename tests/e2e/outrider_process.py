@@ -32,6 +32,7 @@ class OutriderProcess:
         self.config_path = workdir / "outrider.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / "outrider.log"
+        self.state_dir = Path(config.get("state_dir", "outrider-state"))
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> None:
