@@ -216,13 +216,15 @@ async def test_a_signal_naming_a_missing_tensor_counts_errors_and_says_so(
         # relay, so wait for the count to settle rather than for the first error.
         assert await asyncio.to_thread(
             wait_for,
-            lambda: process.metric(
-                "outrider_signal_errors_total",
-                model="demo",
-                signal="embedding",
-                reason="missing_tensor",
-            )
-            == 20.0,
+            lambda: (
+                process.metric(
+                    "outrider_signal_errors_total",
+                    model="demo",
+                    signal="embedding",
+                    reason="missing_tensor",
+                )
+                == 20.0
+            ),
             30,
             "an error for each of the 20 requests",
         )
