@@ -420,11 +420,25 @@ class MonitorPipeline:
         stacked = np.concatenate(same, axis=0)[:allowed]
         try:
             return signal.extractor.rows_from_tensor(stacked)
-        except SignalError as exc:
-            self.signal_errors.inc(
-                (signal.model, signal.name, exc.reason), float(len(same)), detail=exc.detail
-            )
-            return None
+        except SignalError:
+            # One bad call (say, an input the embedder turns into NaN) must not cost the
+            # others in its batch: embed call by call, counting and skipping only the bad.
+            return self._embed_each(signal, same, allowed)
+
+    def _embed_each(
+        self, signal: _Signal, tensors: list[np.ndarray], allowed: int
+    ) -> np.ndarray | None:
+        kept: list[np.ndarray] = []
+        for tensor in tensors:
+            if allowed <= 0:
+                break
+            tensor = tensor[:allowed]
+            allowed -= tensor.shape[0]
+            try:
+                kept.append(signal.extractor.rows_from_tensor(tensor))
+            except SignalError as exc:
+                self.signal_errors.inc((signal.model, signal.name, exc.reason), detail=exc.detail)
+        return np.concatenate(kept, axis=0) if kept else None
 
     def _feed(
         self, signal: _Signal, version: str, calls: list[DecodedCall], mono: float, now: float

@@ -456,3 +456,38 @@ def test_embedder_signal_embeds_calls_in_one_batch(
     assert registry.get_sample_value(
         "outrider_monitor_samples_total", {"model": "demo", "signal": "features"}
     ) == 2.0
+
+
+def test_one_bad_call_does_not_cost_its_batch_the_embedding(
+    tmp_path: Path, make_observation: Callable[..., Any]
+) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    # Identity embedder: a NaN input row becomes a NaN embedding row.
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["e"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("e", TensorProto.FLOAT, [None, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "e.onnx")
+    settings = _settings(
+        source={"embedder": {"path": str(tmp_path / "e.onnx"), "input": "x", "batch_size": 16}},
+        reference={"capture": 10},
+    )
+    pipeline, registry, _ = _pipeline(settings, tmp_path)
+    x = np.arange(30, dtype=np.float32).reshape(10, 3)
+    bad = np.full((2, 3), np.nan, dtype=np.float32)
+    pipeline.offer(make_observation(inputs={"x": x[:5]}))
+    pipeline.offer(make_observation(inputs={"x": bad}))
+    pipeline.offer(make_observation(inputs={"x": x[5:]}))
+    pipeline.drain()
+    stored = ReferenceStore(tmp_path).load("demo", "features")
+    assert stored is not None  # the two good calls (10 rows) completed the capture
+    np.testing.assert_array_equal(stored.data, x.astype(np.float64))
+    assert registry.get_sample_value(
+        "outrider_signal_errors_total",
+        {"model": "demo", "signal": "features", "reason": "non_finite"},
+    ) == 1.0
