@@ -1,43 +1,59 @@
 """Model versions as the monitor labels them: resolved when calls name none, bounded in number.
 
 A version comes from the response, else the request, else the upstream's ModelMetadata
-(asked once per model, remembered). Label values are bounded: past `limit` distinct
+(asked per model, remembered for some minutes). Label values are bounded: past `limit` distinct
 versions per model, new ones fold into `other`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 UNKNOWN_VERSION = "unknown"
 
 
 class VersionResolver:
-    """Versions for calls that name none: asks `lookup` once per model and remembers.
+    """Versions for calls that name none: asks `lookup` per model, remembers for a while.
 
     `lookup` (typically a ModelMetadata call to the upstream) runs on the monitor worker,
-    never on the relay; a failed or empty answer is remembered as `unknown` so a broken
-    upstream is asked once, not once per request.
+    never on the relay. An answer is remembered for `refresh_seconds`, so a rollout of a new
+    version shows in the labels within that time; a failed or empty answer is remembered as
+    `unknown` for `retry_seconds`, so a broken upstream is asked now and then, not once per
+    request.
     """
 
-    def __init__(self, lookup: Callable[[str], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        lookup: Callable[[str], str | None] | None = None,
+        *,
+        refresh_seconds: float = 300.0,
+        retry_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._lookup = lookup
-        self._cache: dict[str, str] = {}
+        self._refresh_seconds = refresh_seconds
+        self._retry_seconds = retry_seconds
+        self._clock = clock
+        self._cache: dict[str, tuple[str, float]] = {}  # model -> (version, expires at)
 
     def resolve(self, model: str) -> str:
+        now = self._clock()
         cached = self._cache.get(model)
-        if cached is not None:
-            return cached
+        if cached is not None and now < cached[1]:
+            return cached[0]
         version = None
         if self._lookup is not None:
             try:
                 version = self._lookup(model)
             except Exception:  # noqa: BLE001 - any upstream failure means "unknown"
                 version = None
-        resolved = version or UNKNOWN_VERSION
-        self._cache[model] = resolved
-        return resolved
+        if version:
+            self._cache[model] = (version, now + self._refresh_seconds)
+            return version
+        self._cache[model] = (UNKNOWN_VERSION, now + self._retry_seconds)
+        return UNKNOWN_VERSION
 
 
 def latest_version(versions: list[str]) -> str | None:

@@ -84,6 +84,23 @@ def test_resolver_asks_once_and_remembers_failures() -> None:
     assert latest_version([]) is None
 
 
+def test_resolver_asks_again_after_its_refresh_time() -> None:
+    now = [0.0]
+    answers = iter([None, "1", "2"])
+    resolver = VersionResolver(
+        lambda model: next(answers), refresh_seconds=300, retry_seconds=30, clock=lambda: now[0]
+    )
+    assert resolver.resolve("m") == "unknown"
+    now[0] = 29.0
+    assert resolver.resolve("m") == "unknown"  # a failure is retried, but not every call
+    now[0] = 31.0
+    assert resolver.resolve("m") == "1"
+    now[0] = 330.0
+    assert resolver.resolve("m") == "1"
+    now[0] = 332.0
+    assert resolver.resolve("m") == "2"  # a new version rolled out upstream
+
+
 def test_version_labels_fold_and_round_trip() -> None:
     labels = VersionLabels(2)
     assert [labels.label("m", v) for v in ("1", "2", "3", "1")] == ["1", "2", "other", "1"]
