@@ -88,8 +88,12 @@ class ExecHook:
             return HookResult(
                 "failed",
                 action,
-                {**detail, "error": "timeout", "timeout_seconds": self.settings.timeout_seconds,
-                 "exit_status": process.returncode},
+                {
+                    **detail,
+                    "error": "timeout",
+                    "timeout_seconds": self.settings.timeout_seconds,
+                    "exit_status": process.returncode,
+                },
             )
         detail.update(
             exit_status=process.returncode,

@@ -33,8 +33,11 @@ class RecordingHook:
         self.fired.append((event, dry_run))
         if self.raises:
             raise RuntimeError("boom")
-        return HookResult("dry_run" if dry_run else self.outcome, f"act on {event.name}",  # type: ignore[arg-type]
-                          {"n": len(self.fired)})
+        return HookResult(
+            "dry_run" if dry_run else self.outcome,  # type: ignore[arg-type]
+            f"act on {event.name}",
+            {"n": len(self.fired)},
+        )
 
     async def resolve(self, event: AlertEvent, *, dry_run: bool) -> HookResult | None:
         if not self.acts_on_resolve:
@@ -60,9 +63,15 @@ def alert(
     incident_id: int | None = 7,
     model: str = "digits",
 ) -> AlertEvent:
-    return AlertEvent(name=name, severity=severity, status=status,  # type: ignore[arg-type]
-                      model=model, fingerprint=fingerprint, starts_at=T0,
-                      incident_id=incident_id)
+    return AlertEvent(
+        name=name,
+        severity=severity,
+        status=status,  # type: ignore[arg-type]
+        model=model,
+        fingerprint=fingerprint,
+        starts_at=T0,
+        incident_id=incident_id,
+    )
 
 
 def make(
@@ -71,8 +80,9 @@ def make(
     recorder = InMemoryActionRecorder()
     registry = CollectorRegistry()
     clock = Clock()
-    dispatcher = HookDispatcher(list(hooks), recorder=recorder, registry=registry,
-                                queue_size=queue_size, clock=clock)
+    dispatcher = HookDispatcher(
+        list(hooks), recorder=recorder, registry=registry, queue_size=queue_size, clock=clock
+    )
     return dispatcher, recorder, registry, clock
 
 
@@ -94,10 +104,22 @@ async def test_one_action_per_incident_and_hook() -> None:
     assert [a.outcome for a in second] == ["duplicate"]
     assert len(hook.fired) == 1
     assert recorder.actions == [
-        RecordedAction(7, "undo", "act on InputDrift", "success", {
-            "incident_key": "incident:7", "phase": "fire", "alert": "InputDrift",
-            "severity": "critical", "model": "digits", "version": "", "dry_run": False, "n": 1,
-        })
+        RecordedAction(
+            7,
+            "undo",
+            "act on InputDrift",
+            "success",
+            {
+                "incident_key": "incident:7",
+                "phase": "fire",
+                "alert": "InputDrift",
+                "severity": "critical",
+                "model": "digits",
+                "version": "",
+                "dry_run": False,
+                "n": 1,
+            },
+        )
     ]
     assert count(registry, "undo", "success") == 1.0
     assert count(registry, "undo", "duplicate") == 1.0
@@ -134,7 +156,9 @@ async def test_cooldown_blocks_other_incidents_and_is_recorded_once() -> None:
 
     assert [a.outcome for a in blocked + again + allowed] == ["cooldown", "cooldown", "success"]
     assert [(r.incident_id, r.outcome) for r in recorder.actions] == [
-        (1, "success"), (2, "cooldown"), (2, "success")
+        (1, "success"),
+        (2, "cooldown"),
+        (2, "success"),
     ]
     assert count(registry, "undo", "cooldown") == 2.0
     assert len(hook.fired) == 2
@@ -197,7 +221,9 @@ async def test_resolve_runs_once_and_ignores_cooldown() -> None:
     assert [(a.hook, a.outcome) for a in second] == [("fallback", "duplicate")]
     assert len(hook.resolved) == 1
     assert [(r.hook, r.detail["phase"]) for r in recorder.actions] == [
-        ("fallback", "fire"), ("silent", "fire"), ("fallback", "resolve")
+        ("fallback", "fire"),
+        ("silent", "fire"),
+        ("fallback", "resolve"),
     ]
 
 
@@ -221,7 +247,8 @@ async def test_manual_action_bypasses_idempotency_but_not_cooldown() -> None:
 
     assert [first.outcome, second.outcome, third.outcome] == ["success", "cooldown", "success"]
     assert recorder.actions[0].detail["manual"] == {
-        "reason": "canary looks wrong", "requested_by": "alice"
+        "reason": "canary looks wrong",
+        "requested_by": "alice",
     }
     assert recorder.actions[2].incident_id == 3
     with pytest.raises(UnknownHookError):
@@ -230,8 +257,7 @@ async def test_manual_action_bypasses_idempotency_but_not_cooldown() -> None:
 
 async def test_queue_full_refuses_and_worker_drains() -> None:
     hook = RecordingHook("undo")
-    dispatcher, *_ = make(ConfiguredHook(hook, cooldown_seconds=0, max_actions=100),
-                          queue_size=2)
+    dispatcher, *_ = make(ConfiguredHook(hook, cooldown_seconds=0, max_actions=100), queue_size=2)
     assert dispatcher.submit(alert(incident_id=1)) is True
     assert dispatcher.submit(alert(incident_id=2)) is True
     assert dispatcher.submit(alert(incident_id=3)) is False
@@ -247,8 +273,9 @@ async def test_recorder_failure_does_not_escape() -> None:
             raise OSError("disk full")
 
     hook = RecordingHook("undo")
-    dispatcher = HookDispatcher([ConfiguredHook(hook)], recorder=BrokenRecorder(),
-                                registry=CollectorRegistry())
+    dispatcher = HookDispatcher(
+        [ConfiguredHook(hook)], recorder=BrokenRecorder(), registry=CollectorRegistry()
+    )
     done = await dispatcher.dispatch(alert())
     assert [a.outcome for a in done] == ["success"]
 
