@@ -164,6 +164,7 @@ async def _scrape_running_outrider(workdir: Path) -> list[tuple[str, str, str, l
         from prometheus_client import generate_latest
 
         text = generate_latest(app.registry).decode()
+        declared = _declared_labels(app.registry)
     finally:
         await app.stop()
         await server.stop(None)
@@ -171,9 +172,32 @@ async def _scrape_running_outrider(workdir: Path) -> list[tuple[str, str, str, l
     for family in text_string_to_metric_families(text):
         if family.name.endswith("_created"):
             continue  # prometheus_client's creation timestamps of counters, not families
-        labels = sorted({k for s in family.samples for k in s.labels} - {"le", "quantile"})
+        seen = {k for s in family.samples for k in s.labels} - {"le", "quantile"}
+        labels = sorted(declared.get(family.name, seen))
         families.append((family.name, family.type, family.documentation, labels))
     return families
+
+
+def _declared_labels(registry: Any) -> dict[str, tuple[str, ...]]:
+    """Label names each metric was declared with, sampled or not.
+
+    prometheus_client has no public accessor for these: metric objects and the metric
+    families of custom collectors keep them in `_labelnames`. A family without them falls
+    back to the labels of its samples.
+    """
+    declared: dict[str, tuple[str, ...]] = {}
+    for collector in list(registry._collector_to_names):
+        name = getattr(collector, "_name", None)
+        labelnames = getattr(collector, "_labelnames", None)
+        if isinstance(name, str) and labelnames is not None:
+            declared[name] = tuple(labelnames)
+            continue
+        describe = getattr(collector, "describe", None)
+        for family in describe() if describe is not None else collector.collect():
+            family_labels = getattr(family, "_labelnames", None)
+            if family_labels is not None:
+                declared[family.name] = tuple(family_labels)
+    return declared
 
 
 def metrics_reference(workdir: Path) -> str:
@@ -185,8 +209,7 @@ def metrics_reference(workdir: Path) -> str:
         "monitored signal, an alert rule, a hook and the probe scheduler. Counters carry the ",
         "`_total` suffix in the exposition. Label values are bounded: model versions beyond the ",
         "configured limits fold into `other`; no request ids or payload values appear in labels. ",
-        "The labels column lists the labels seen in that scrape; `—` means the family had no ",
-        "sample there yet (its help text names what it is broken down by).\n\n",
+        "The labels column lists each family's label names; `—` means it has none.\n\n",
         "| metric | type | labels | help |\n|---|---|---|---|\n",
     ]
     for name, kind, documentation, labels in sorted(families):
