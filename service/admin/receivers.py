@@ -113,6 +113,7 @@ def add_receiver_routes(
             "admin server is not bound to loopback and has no token: "
             "mutating endpoints will refuse every call"
         )
+
     def submit(event: AlertEvent) -> bool:
         queued = dispatcher.submit(event)
         if queued and received_alerts is not None:
@@ -156,8 +157,8 @@ def add_receiver_routes(
         except GateRequestError as exc:
             return _error(400, str(exc))
         alerts = alert_view.firing()
-        verdict = rollback_verdict(alerts, target) if rollback else promotion_verdict(
-            alerts, target
+        verdict = (
+            rollback_verdict(alerts, target) if rollback else promotion_verdict(alerts, target)
         )
         # Flagger reads only the status: 2xx means "roll back" / "promote".
         return web.json_response(verdict.to_json(), status=200 if verdict.passed else 412)
@@ -194,8 +195,12 @@ def add_receiver_routes(
         except UnknownHookError:
             return _error(404, f"no hook named {order.hook!r}")
         return web.json_response(
-            {"hook": done.hook, "outcome": done.outcome, "action": done.action,
-             "detail": done.detail},
+            {
+                "hook": done.hook,
+                "outcome": done.outcome,
+                "action": done.action,
+                "detail": done.detail,
+            },
             dumps=lambda value: json.dumps(value, default=str),
         )
 

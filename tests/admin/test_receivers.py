@@ -36,8 +36,12 @@ NOTIFICATION: dict[str, Any] = {
     "alerts": [
         {
             "status": "firing",
-            "labels": {"alertname": "InputDrift", "severity": "critical", "model": "digits",
-                       "version": "3"},
+            "labels": {
+                "alertname": "InputDrift",
+                "severity": "critical",
+                "model": "digits",
+                "version": "3",
+            },
             "annotations": {"summary": "drift"},
             "startsAt": "2026-11-23T18:00:00.123456789Z",
             "endsAt": "0001-01-01T00:00:00Z",
@@ -71,8 +75,9 @@ class Sink:
         self.events.append(event)
         return True
 
-    async def run_manual(self, hook_name: str, reason: str, *, incident_id: int | None = None,
-                         requested_by: str = "") -> Any:
+    async def run_manual(
+        self, hook_name: str, reason: str, *, incident_id: int | None = None, requested_by: str = ""
+    ) -> Any:
         self.manual.append((hook_name, reason))
         raise AssertionError("not used")
 
@@ -99,18 +104,25 @@ class SwitchHook:
         return None
 
 
-
-
 @pytest.fixture
 async def make_client() -> AsyncIterator[Callable[..., Any]]:
     clients: list[TestClient[Any, Any]] = []
 
-    async def factory(*, dispatcher: Any, alerts: FiringAlerts | None = None,
-                      token: str | None = TOKEN, loopback_only: bool = False
-                      ) -> TestClient[Any, Any]:
+    async def factory(
+        *,
+        dispatcher: Any,
+        alerts: FiringAlerts | None = None,
+        token: str | None = TOKEN,
+        loopback_only: bool = False,
+    ) -> TestClient[Any, Any]:
         app = web.Application()
-        add_receiver_routes(app, dispatcher=dispatcher, alert_view=alerts or FiringAlerts(),
-                            token=token, loopback_only=loopback_only)
+        add_receiver_routes(
+            app,
+            dispatcher=dispatcher,
+            alert_view=alerts or FiringAlerts(),
+            token=token,
+            loopback_only=loopback_only,
+        )
         client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
         clients.append(client)
@@ -149,22 +161,23 @@ async def test_unauthorised_rollback_is_401_and_nothing_done(
 ) -> None:
     hook = SwitchHook()
     recorder = InMemoryActionRecorder()
-    dispatcher = HookDispatcher([ConfiguredHook(hook)], recorder=recorder,
-                                registry=CollectorRegistry())
+    dispatcher = HookDispatcher(
+        [ConfiguredHook(hook)], recorder=recorder, registry=CollectorRegistry()
+    )
     client = await make_client(dispatcher=dispatcher)
-    response = await client.post("/rollback", json={"hook": "lkg", "reason": "x"},
-                                 headers=headers)
+    response = await client.post("/rollback", json={"hook": "lkg", "reason": "x"}, headers=headers)
     assert response.status == 401
     assert (hook.calls, recorder.actions) == (0, [])
 
 
 async def test_without_a_token_off_loopback_every_mutation_is_refused(
-    make_client: Callable[..., Any]
+    make_client: Callable[..., Any],
 ) -> None:
     sink = Sink()
     client = await make_client(dispatcher=sink, token=None)
-    response = await client.post("/alertmanager", json=NOTIFICATION,
-                                 headers={"Authorization": "Bearer "})
+    response = await client.post(
+        "/alertmanager", json=NOTIFICATION, headers={"Authorization": "Bearer "}
+    )
     assert response.status == 401
     assert sink.events == []
 
@@ -181,7 +194,7 @@ async def test_loopback_only_needs_no_token(make_client: Callable[..., Any]) -> 
 
 
 async def test_alertmanager_notification_becomes_events_and_repeats_dedupe(
-    make_client: Callable[..., Any]
+    make_client: Callable[..., Any],
 ) -> None:
     sink = Sink()
     client = await make_client(dispatcher=sink)
@@ -195,26 +208,40 @@ async def test_alertmanager_notification_becomes_events_and_repeats_dedupe(
     resolved = await client.post("/alertmanager", json=resolved_doc, headers=AUTH)
 
     assert (first.status, await first.json()) == (
-        200, {"accepted": 2, "duplicates": 0, "truncated_alerts": 0})
+        200,
+        {"accepted": 2, "duplicates": 0, "truncated_alerts": 0},
+    )
     assert (repeat.status, await repeat.json()) == (
-        200, {"accepted": 0, "duplicates": 2, "truncated_alerts": 0})
+        200,
+        {"accepted": 0, "duplicates": 2, "truncated_alerts": 0},
+    )
     assert (resolved.status, await resolved.json()) == (
-        200, {"accepted": 1, "duplicates": 1, "truncated_alerts": 0})
+        200,
+        {"accepted": 1, "duplicates": 1, "truncated_alerts": 0},
+    )
     digits = sink.events[0]
     assert (digits.name, digits.severity, digits.status, digits.model, digits.version) == (
-        "InputDrift", "critical", "firing", "digits", "3")
+        "InputDrift",
+        "critical",
+        "firing",
+        "digits",
+        "3",
+    )
     assert digits.starts_at == datetime(2026, 11, 23, 18, 0, 0, 123456, tzinfo=timezone.utc)
     assert digits.ends_at is None
     assert digits.fingerprint == "f00d"
     assert digits.evidence["generator_url"] == "http://prometheus:9090/graph"
     assert [(e.fingerprint, e.status) for e in sink.events] == [
-        ("f00d", "firing"), ("beef", "firing"), ("f00d", "resolved")]
+        ("f00d", "firing"),
+        ("beef", "firing"),
+        ("f00d", "resolved"),
+    ]
     assert sink.events[2].ends_at == datetime(2026, 11, 23, 18, 5, tzinfo=timezone.utc)
     assert sink.events[2].incident_key == sink.events[0].incident_key
 
 
 async def test_overload_answers_503_and_the_retry_completes(
-    make_client: Callable[..., Any]
+    make_client: Callable[..., Any],
 ) -> None:
     sink = Sink(capacity=1)
     client = await make_client(dispatcher=sink)
@@ -224,9 +251,13 @@ async def test_overload_answers_503_and_the_retry_completes(
     retried = await client.post("/alertmanager", json=NOTIFICATION, headers=AUTH)
 
     assert (overloaded.status, await overloaded.json()) == (
-        503, {"error": "overloaded", "accepted": 1, "duplicates": 0, "truncated_alerts": 0})
+        503,
+        {"error": "overloaded", "accepted": 1, "duplicates": 0, "truncated_alerts": 0},
+    )
     assert (retried.status, await retried.json()) == (
-        200, {"accepted": 1, "duplicates": 1, "truncated_alerts": 0})
+        200,
+        {"accepted": 1, "duplicates": 1, "truncated_alerts": 0},
+    )
     assert [e.fingerprint for e in sink.events] == ["f00d", "beef"]
 
 
@@ -247,19 +278,35 @@ def _broken(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
 
 
 MALFORMED = [
-    pytest.param(_broken(lambda d: d.update(version="3")),
-                 "version: expected '4', got '3'", id="version"),
+    pytest.param(
+        _broken(lambda d: d.update(version="3")), "version: expected '4', got '3'", id="version"
+    ),
     pytest.param(_broken(lambda d: d.pop("alerts")), "alerts: expected a list", id="no-alerts"),
-    pytest.param(_broken(lambda d: d["alerts"][1].update(status="pending")),
-                 "alerts[1].status: expected 'firing' or 'resolved', got 'pending'", id="status"),
-    pytest.param(_broken(lambda d: d["alerts"][0].update(startsAt="yesterday")),
-                 "alerts[0].startsAt: not an RFC 3339 time: 'yesterday'", id="time"),
-    pytest.param(_broken(lambda d: d["alerts"][0]["labels"].pop("alertname")),
-                 "alerts[0].labels.alertname: missing", id="alertname"),
-    pytest.param(_broken(lambda d: d["alerts"][0].pop("fingerprint")),
-                 "alerts[0].fingerprint: expected a non-empty string", id="fingerprint"),
-    pytest.param(_broken(lambda d: d.update(truncatedAlerts=-1)),
-                 "truncatedAlerts: expected a non-negative integer", id="truncated"),
+    pytest.param(
+        _broken(lambda d: d["alerts"][1].update(status="pending")),
+        "alerts[1].status: expected 'firing' or 'resolved', got 'pending'",
+        id="status",
+    ),
+    pytest.param(
+        _broken(lambda d: d["alerts"][0].update(startsAt="yesterday")),
+        "alerts[0].startsAt: not an RFC 3339 time: 'yesterday'",
+        id="time",
+    ),
+    pytest.param(
+        _broken(lambda d: d["alerts"][0]["labels"].pop("alertname")),
+        "alerts[0].labels.alertname: missing",
+        id="alertname",
+    ),
+    pytest.param(
+        _broken(lambda d: d["alerts"][0].pop("fingerprint")),
+        "alerts[0].fingerprint: expected a non-empty string",
+        id="fingerprint",
+    ),
+    pytest.param(
+        _broken(lambda d: d.update(truncatedAlerts=-1)),
+        "truncatedAlerts: expected a non-negative integer",
+        id="truncated",
+    ),
 ]
 
 
@@ -285,16 +332,28 @@ async def test_non_json_body_is_400(make_client: Callable[..., Any]) -> None:
 
 
 def firing(model: str, severity: str, version: str = "3", name: str = "InputDrift") -> AlertEvent:
-    return AlertEvent(name=name, severity=severity, status="firing", model=model,
-                      version=version, starts_at=T0, incident_id=9)
+    return AlertEvent(
+        name=name,
+        severity=severity,
+        status="firing",
+        model=model,
+        version=version,
+        starts_at=T0,
+        incident_id=9,
+    )
 
 
-FLAGGER_CALL = {"name": "digits", "namespace": "models", "phase": "Progressing",
-                "checksum": "abc", "metadata": {}}
+FLAGGER_CALL = {
+    "name": "digits",
+    "namespace": "models",
+    "phase": "Progressing",
+    "checksum": "abc",
+    "metadata": {},
+}
 
 
 async def test_flagger_rollback_is_2xx_only_while_a_critical_alert_fires(
-    make_client: Callable[..., Any]
+    make_client: Callable[..., Any],
 ) -> None:
     alerts = FiringAlerts([firing("digits", "warning"), firing("iris", "critical")])
     client = await make_client(dispatcher=Sink(), alerts=alerts)
@@ -307,7 +366,8 @@ async def test_flagger_rollback_is_2xx_only_while_a_critical_alert_fires(
     body = await burning.json()
     assert burning.status == 200
     assert [(a["model"], a["severity"], a["incident_id"]) for a in body["alerts"]] == [
-        ("digits", "critical", 9)]
+        ("digits", "critical", 9)
+    ]
 
 
 async def test_flagger_target_from_metadata_and_version(make_client: Callable[..., Any]) -> None:
@@ -333,7 +393,9 @@ async def test_flagger_malformed_call_is_400(make_client: Callable[..., Any]) ->
     client = await make_client(dispatcher=Sink())
     response = await client.post("/flagger/rollback", json={"namespace": "models"})
     assert (response.status, await response.json()) == (
-        400, {"error": "name: missing (or set metadata.model)"})
+        400,
+        {"error": "name: missing (or set metadata.model)"},
+    )
 
 
 async def test_argo_metric(make_client: Callable[..., Any]) -> None:
@@ -347,11 +409,25 @@ async def test_argo_metric(make_client: Callable[..., Any]) -> None:
     alerts.alerts.append(firing("digits", "critical", version="4"))
     other_version = await client.get("/argo/metric", params={"model": "digits", "version": "3"})
     assert (await other_version.json())["ok"] is True
-    bad = await (await client.get("/argo/metric",
-                                  params={"model": "digits", "version": "4"})).json()
-    assert bad == {"ok": False, "model": "digits", "version": "4", "firing": [
-        {"alert": "InputDrift", "severity": "critical", "model": "digits", "version": "4",
-         "starts_at": "2026-11-23T18:00:00+00:00", "incident_id": 9, "incident_url": None}]}
+    bad = await (
+        await client.get("/argo/metric", params={"model": "digits", "version": "4"})
+    ).json()
+    assert bad == {
+        "ok": False,
+        "model": "digits",
+        "version": "4",
+        "firing": [
+            {
+                "alert": "InputDrift",
+                "severity": "critical",
+                "model": "digits",
+                "version": "4",
+                "starts_at": "2026-11-23T18:00:00+00:00",
+                "incident_id": 9,
+                "incident_url": None,
+            }
+        ],
+    }
 
     missing = await client.get("/argo/metric")
     assert missing.status == 400
@@ -361,22 +437,26 @@ async def test_argo_metric(make_client: Callable[..., Any]) -> None:
 
 
 async def test_manual_rollback_runs_the_hook_and_records_it(
-    make_client: Callable[..., Any]
+    make_client: Callable[..., Any],
 ) -> None:
     hook = SwitchHook()
     recorder = InMemoryActionRecorder()
-    dispatcher = HookDispatcher([ConfiguredHook(hook)], recorder=recorder,
-                                registry=CollectorRegistry())
+    dispatcher = HookDispatcher(
+        [ConfiguredHook(hook)], recorder=recorder, registry=CollectorRegistry()
+    )
     client = await make_client(dispatcher=dispatcher)
 
     response = await client.post(
-        "/rollback", json={"hook": "lkg", "reason": "p99 doubled", "incident_id": 12},
-        headers=AUTH)
+        "/rollback", json={"hook": "lkg", "reason": "p99 doubled", "incident_id": 12}, headers=AUTH
+    )
     body = await response.json()
 
     assert response.status == 200
     assert (body["hook"], body["outcome"], body["action"]) == (
-        "lkg", "success", "switch to fallback upstream")
+        "lkg",
+        "success",
+        "switch to fallback upstream",
+    )
     assert hook.calls == 1
     (record,) = recorder.actions
     assert (record.incident_id, record.hook, record.outcome) == (12, "lkg", "success")
@@ -396,8 +476,14 @@ async def test_received_alerts_feed_the_flagger_gate() -> None:
     book = FiringAlertBook()
     engine = FiringAlerts()
     app = web.Application()
-    add_receiver_routes(app, dispatcher=Sink(), alert_view=CombinedAlertView(engine, book),
-                        token=TOKEN, loopback_only=False, received_alerts=book)
+    add_receiver_routes(
+        app,
+        dispatcher=Sink(),
+        alert_view=CombinedAlertView(engine, book),
+        token=TOKEN,
+        loopback_only=False,
+        received_alerts=book,
+    )
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         assert (await client.post("/flagger/rollback", json=FLAGGER_CALL)).status == 412
         await client.post("/alertmanager", json=NOTIFICATION, headers=AUTH)
