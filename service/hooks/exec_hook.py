@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 from typing import Any
 
 from service.hooks.actions import HookResult
@@ -12,6 +14,9 @@ from service.hooks.events import AlertEvent
 from service.hooks.settings import ExecHookSettings
 
 _OUTPUT_EXCERPT = 2048
+#: How long to wait for a killed program to be reaped. Only a descendant that left the
+#: process group (setsid) and kept the output pipes open can hold it up this long.
+_REAP_SECONDS = 5.0
 #: The only variables inherited from outrider's environment: secrets there stay there.
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 
@@ -83,8 +88,6 @@ class ExecHook:
                 process.communicate(), timeout=self.settings.timeout_seconds
             )
         except asyncio.TimeoutError:
-            process.kill()
-            await process.wait()
             return HookResult(
                 "failed",
                 action,
@@ -92,12 +95,29 @@ class ExecHook:
                     **detail,
                     "error": "timeout",
                     "timeout_seconds": self.settings.timeout_seconds,
-                    "exit_status": process.returncode,
+                    "exit_status": await _kill_and_reap(process),
                 },
             )
+        except asyncio.CancelledError:
+            # Shutdown or a cancelled dispatch: the program must not outlive the hook either.
+            await _kill_and_reap(process)
+            raise
         detail.update(
             exit_status=process.returncode,
             stdout=stdout[-_OUTPUT_EXCERPT:].decode("utf-8", "replace"),
             stderr=stderr[-_OUTPUT_EXCERPT:].decode("utf-8", "replace"),
         )
         return HookResult("success" if process.returncode == 0 else "failed", action, detail)
+
+
+async def _kill_and_reap(process: asyncio.subprocess.Process) -> int | None:
+    """Kill the program and everything it started, then reap it; its exit status (None when
+    it could not be reaped within ``_REAP_SECONDS``)."""
+    # The program leads its own process group (start_new_session), so this one signal also
+    # reaches what a shell script started in the background. Killing only the program would
+    # leave those running, holding the output pipes open and the wait below with them.
+    with contextlib.suppress(ProcessLookupError):  # the whole group has exited already
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(process.wait(), timeout=_REAP_SECONDS)
+    return process.returncode

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,6 +88,84 @@ async def test_exec_timeout_kills_the_program() -> None:
     assert result.outcome == "failed"
     assert result.detail["error"] == "timeout"
     assert result.detail["exit_status"] == -9
+
+
+# A shell that leaves a background child and reports "<shell pid> <child pid>" in the file
+# named by $1 (written whole, by rename, so a poller never reads half of it).
+SPAWNS_A_CHILD = [
+    "/bin/sh",
+    "-c",
+    'sleep 60 & echo "$$ $!" > "$1.tmp" && mv "$1.tmp" "$1"; wait',
+    "sh",
+]
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process; a killed zombie awaiting its reaper counts as gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+async def poll(condition: Callable[[], bool], *, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+def read_pids(pid_file: Path) -> list[int]:
+    return [int(pid) for pid in pid_file.read_text().split()]
+
+
+def kill_leftovers(pid_file: Path) -> None:
+    # Only when an assertion failed: do not leave a sleeper behind on the test machine.
+    if pid_file.exists():
+        for pid in read_pids(pid_file):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+async def test_exec_timeout_kills_what_the_program_started(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    # Long enough for sh to start its child even on a loaded machine.
+    hook = exec_hook([*SPAWNS_A_CHILD, str(pid_file)], timeout_seconds=2)
+    try:
+        started = time.monotonic()
+        result = await hook.fire(EVENT, dry_run=False)
+
+        # Not held until the child exits on its own (it would keep the output pipes open).
+        assert time.monotonic() - started < 30
+        assert (result.outcome, result.detail["error"]) == ("failed", "timeout")
+        assert result.detail["exit_status"] == -9
+        shell, child = read_pids(pid_file)
+        assert await poll(lambda: not running(child)), f"child {child} outlived the timeout"
+        assert not running(shell)
+    finally:
+        kill_leftovers(pid_file)
+
+
+async def test_exec_cancelled_kills_and_reaps_the_program(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    hook = exec_hook([*SPAWNS_A_CHILD, str(pid_file)], timeout_seconds=60)
+    task = asyncio.create_task(hook.fire(EVENT, dry_run=False))
+    try:
+        assert await poll(pid_file.exists), "the program never started its child"
+        shell, child = read_pids(pid_file)
+
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+        # The shell was reaped before the cancellation went on: no zombie, no process.
+        assert not Path(f"/proc/{shell}").exists()
+        assert await poll(lambda: not running(child)), f"child {child} outlived the cancel"
+    finally:
+        kill_leftovers(pid_file)
 
 
 async def test_exec_missing_program_is_a_failure(tmp_path: Path) -> None:
