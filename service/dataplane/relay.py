@@ -6,7 +6,10 @@ when a connection is drained (fallback switch or shutdown) and the tap knows the
 server-to-client direction sits at a frame boundary, the relay tells the client
 `GOAWAY(2^31-1, NO_ERROR)`, the RFC 7540 section 6.8 "shutdown imminent" notice, so the
 client opens no new streams there and reconnects (to the new upstream) for its next call.
-The connection is closed once the tap sees no open streams on it.
+The connection is closed once the tap sees no open streams on it. Without a tap the relay
+cannot see streams, so it closes the connection only after it has been silent for the
+whole grace. Either way a drain ends at its deadline (the grace after it began): a client
+may hold a stream such as ModelStreamInfer open for as long as it likes.
 
 A tap error switches the tap off for that connection (counted by reason, logged once);
 forwarding goes on untouched.
@@ -109,7 +112,8 @@ class _Connection(asyncio.Protocol):
         self._upstream_eof = False
         self._client_paused_by = 0  # client reading paused: 1 connecting, 2 backpressure
         self._upstream_paused = False
-        self._active = True
+        self._active = True  # bytes seen since the last idle or drain check
+        self._quiet_since = time.monotonic()
         self._idle_timer: asyncio.TimerHandle | None = None
         self._connect_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -117,6 +121,9 @@ class _Connection(asyncio.Protocol):
         self.draining = False
         self._goaway_sent = False
         self._drain_started = 0.0
+        self._drain_grace = 0.0
+        self._drain_deadline = 0.0
+        self._drain_timer: asyncio.TimerHandle | None = None
 
     # -- client side ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -291,22 +298,64 @@ class _Connection(asyncio.Protocol):
 
     def _idle_check(self) -> None:
         # No bytes either way for a whole period (so between one and two periods idle).
-        if self._closed:
+        # A draining connection is left to the drain, which ends by its deadline.
+        if self._closed or self.draining:
             return
         if not self._active:
             log.info("connection %d idle, closing", self.id)
             self._close_both()
             return
-        self._active = False
+        self._silence_start(time.monotonic())
         self._arm_idle_timer()
 
-    def drain(self) -> None:
-        """Close this connection politely: GOAWAY to the client, close once no stream is open."""
-        if self.draining or self._closed:
+    def _silence_start(self, now: float) -> float:
+        """When the current silence began, at the latest; reads and clears `_active`.
+
+        The forwarding path only sets a flag (no clock read per chunk), so silence is
+        known to the precision of the checks that read the flag.
+        """
+        if self._active:
+            self._active = False
+            self._quiet_since = now
+        return self._quiet_since
+
+    def drain(self, grace: float) -> None:
+        """Close this connection politely: GOAWAY to the client, close once no stream is open.
+
+        Whatever is still open after `grace` seconds is closed anyway. Draining again
+        (stop during a fallback drain) can only shorten the grace.
+        """
+        if self._closed:
             return
-        self.draining = True
-        self._drain_started = time.monotonic()
+        now = time.monotonic()
+        if self.draining:
+            if now + grace >= self._drain_deadline:
+                return
+        else:
+            self.draining = True
+            self._drain_started = now
+        self._drain_grace = grace
+        self._drain_deadline = now + grace
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
         self._drain_step()
+
+    def drain_expired(self) -> None:
+        """Closes the connection at its drain deadline, whatever is still open; counted."""
+        if self._closed:
+            return
+        tap = self.tap
+        if tap is None or tap.failed_reason is not None:
+            streams = "unknown, no tap"
+        else:
+            streams = str(tap.open_streams)
+        self.relay.drain_deadline_closes += 1
+        log.warning(
+            "connection %d still open at its drain deadline (open streams: %s), closing",
+            self.id,
+            streams,
+        )
+        self._close_both()
 
     def _try_goaway(self) -> None:
         """Sends the shutdown GOAWAY once the server-to-client bytes sit at a frame boundary."""
@@ -321,18 +370,27 @@ class _Connection(asyncio.Protocol):
             self._drain_started = time.monotonic()
 
     def _drain_step(self) -> None:
+        self._drain_timer = None
         if self._closed:
             return
         tap = self.tap
         if self.upstream is None:
             self._close_both()
             return
+        now = time.monotonic()
+        if now >= self._drain_deadline:
+            self.drain_expired()
+            return
+        delay = _DRAIN_POLL_SECONDS
         if tap is None or tap.failed_reason is not None:
-            # Blind (tap off): close once the connection has been quiet for a poll interval.
-            if not self._active:
+            # Blind (tap off): a call in flight sends nothing while the model works, so
+            # silence proves nothing. Only silence as long as the whole grace counts as
+            # idle; a busy connection is closed at the deadline.
+            quiet_since = self._silence_start(now)
+            if now - quiet_since >= self._drain_grace:
                 self._close_both()
                 return
-            self._active = False
+            delay = min(quiet_since + self._drain_grace, self._drain_deadline) - now
         else:
             if not self._goaway_sent:
                 self._try_goaway()
@@ -344,10 +402,7 @@ class _Connection(asyncio.Protocol):
             ):
                 self._close_both()
                 return
-        asyncio.get_running_loop().call_later(_DRAIN_POLL_SECONDS, self._drain_step)
-
-    def close_now(self) -> None:
-        self._close_both()
+        self._drain_timer = asyncio.get_running_loop().call_later(delay, self._drain_step)
 
     def _close_both(self) -> None:
         if self._closed:
@@ -358,6 +413,8 @@ class _Connection(asyncio.Protocol):
         relay.metrics.connections_active.dec()
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
         if self._connect_task is not None and not self._connect_task.done():
             self._connect_task.cancel()
         if self.client is not None:
@@ -413,6 +470,8 @@ class Relay:
         self._server: asyncio.Server | None = None
         self._accepting: bool | None = None
         self._all_closed: asyncio.Event | None = None
+        #: connections closed at their drain deadline with work possibly still open
+        self.drain_deadline_closes = 0
 
     def _new_tap(self, connection_id: int) -> ConnectionTap | None:
         if not self.settings.tap_enabled:
@@ -470,13 +529,13 @@ class Relay:
         if self._server is not None:
             self._server.close()
         for conn in list(self._connections):
-            conn.drain()
+            conn.drain(grace)
         if self._connections:
             self._all_closed = asyncio.Event()
             with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
                 await asyncio.wait_for(self._all_closed.wait(), grace)
         for conn in list(self._connections):
-            conn.close_now()
+            conn.drain_expired()
         if self._server is not None:
             with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
@@ -501,6 +560,9 @@ class Relay:
             return
         log.info("switching upstream %s -> %s", self.upstream, name)
         self.upstream = name
+        # The shutdown grace bounds these drains too: a drain nobody bounds could keep a
+        # connection on the old upstream forever (a client holding a stream open).
+        grace = self.settings.shutdown_grace_seconds
         for conn in list(self._connections):
             if conn.upstream_name != name:
-                conn.drain()
+                conn.drain(grace)

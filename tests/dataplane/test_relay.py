@@ -292,6 +292,91 @@ async def test_stop_lets_inflight_call_finish(
     assert not relay.ready
 
 
+@pytest.mark.parametrize("trigger", ["fallback", "stop"])
+async def test_blind_drain_lets_a_slow_inflight_call_finish(
+    make_relay: RelayFactory, trigger: str
+) -> None:
+    """Without a tap a slow call looks like silence; the drain must not cut it short."""
+    primary = await EchoUpstream().start()
+    fallback = await EchoUpstream().start()
+    relay = await make_relay(
+        primary.port,
+        tap_enabled=False,
+        fallback_upstream=UpstreamSettings(port=fallback.port),
+        shutdown_grace_seconds=5.0,
+    )
+    try:
+        async with open_channel(relay.port) as channel:
+            call = unary(channel, "Slow")(b"0.5", timeout=10)
+            await asyncio.wait_for(primary.slow_started.wait(), 5)
+            if trigger == "fallback":
+                await relay.use_fallback()
+                stopping = None
+            else:
+                stopping = asyncio.create_task(relay.stop(5.0))
+            assert await call == b"done"
+            del call  # a live call object keeps grpc's connection open
+        if stopping is not None:
+            await asyncio.wait_for(stopping, 10)  # the client's close ends the drain
+    finally:
+        await primary.stop()
+        await fallback.stop()
+    assert relay.drain_deadline_closes == 0
+
+
+async def test_idle_timer_leaves_a_draining_connection_to_the_drain(
+    make_relay: RelayFactory,
+) -> None:
+    """Drain checks read the activity flag too; the idle timer must not take that as idle."""
+    primary = await EchoUpstream().start()
+    fallback = await EchoUpstream().start()
+    relay = await make_relay(
+        primary.port,
+        tap_enabled=False,
+        fallback_upstream=UpstreamSettings(port=fallback.port),
+        shutdown_grace_seconds=5.0,
+        idle_timeout_seconds=1.0,
+    )
+    try:
+        async with open_channel(relay.port) as channel:
+            # longer than one idle period, shorter than two: the idle rule alone keeps it
+            call = unary(channel, "Slow")(b"1.5", timeout=10)
+            await asyncio.wait_for(primary.slow_started.wait(), 5)
+            await relay.use_fallback()
+            assert await call == b"done"
+            del call
+    finally:
+        await primary.stop()
+        await fallback.stop()
+
+
+@pytest.mark.parametrize("trigger", ["fallback", "stop"])
+async def test_drain_closes_a_stream_held_open_at_the_deadline(
+    echo_upstream: EchoUpstream, make_relay: RelayFactory, trigger: str
+) -> None:
+    """A client holding ModelStreamInfer open cannot keep a drain going past the grace."""
+    relay = await make_relay(
+        echo_upstream.port,
+        fallback_upstream=UpstreamSettings(port=echo_upstream.port),
+        shutdown_grace_seconds=0.5,
+        drain_delay_seconds=0.05,
+    )
+    async with open_channel(relay.port) as channel:
+        call = stream(channel)()
+        await call.write(b"one")
+        assert await call.read() == b"one"
+        t0 = time.monotonic()
+        if trigger == "fallback":
+            await relay.use_fallback()
+        else:
+            await relay.stop(0.5)
+        assert await asyncio.wait_for(call.code(), 10) == grpc.StatusCode.UNAVAILABLE
+        assert time.monotonic() - t0 >= 0.5  # not before the deadline
+        del call
+    await eventually(lambda: relay.active_connections == 0)
+    assert relay.drain_deadline_closes == 1
+
+
 @pytest.mark.parametrize(
     ("name", "payload", "reason"),
     [
