@@ -374,7 +374,9 @@ class _Connection(asyncio.Protocol):
         if self._closed:
             return
         tap = self.tap
-        if self.upstream is None:
+        if self.upstream is None or self._upstream_eof:
+            # Not connected yet, or the upstream has said all it will (and its EOF went on
+            # to the client, so not even a GOAWAY can follow): nothing left to wait for.
             self._close_both()
             return
         now = time.monotonic()

@@ -14,7 +14,7 @@ from service.dataplane.observation import ListSink
 from service.dataplane.relay import Relay
 from service.dataplane.settings import UpstreamSettings
 from tests.dataplane.conftest import EchoUpstream, RelayFactory, open_channel, stream, unary
-from tests.dataplane.frames import PREFACE, frame
+from tests.dataplane.frames import PREFACE, frame, settings
 
 
 async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
@@ -375,6 +375,29 @@ async def test_drain_closes_a_stream_held_open_at_the_deadline(
         del call
     await eventually(lambda: relay.active_connections == 0)
     assert relay.drain_deadline_closes == 1
+
+
+async def test_drain_after_the_upstream_half_closed(make_relay: RelayFactory) -> None:
+    """The upstream's EOF already reached the client: no GOAWAY after it, close at once."""
+
+    async def settings_then_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(settings())
+        writer.write_eof()
+        await reader.read()  # keeps reading until the relay closes
+        writer.close()
+
+    server = await asyncio.start_server(settings_then_eof, "127.0.0.1", 0)
+    relay = await make_relay(server.sockets[0].getsockname()[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+    writer.write(PREFACE + settings())
+    assert await asyncio.wait_for(reader.read(), 5) == settings()  # then the upstream's EOF
+    t0 = time.monotonic()
+    await relay.stop(5.0)
+    assert time.monotonic() - t0 < 2.0
+    assert relay.active_connections == 0
+    assert relay.drain_deadline_closes == 0
+    writer.close()
+    server.close()
 
 
 @pytest.mark.parametrize(
