@@ -1,12 +1,13 @@
 """Maps alert events to hooks and enforces the safety rules around every action.
 
-Rules, per hook: one action per incident and phase (a repeated event is a no-op), a cooldown
-between actions, at most ``max_actions`` in a sliding window, ``dry_run`` (the hook reports
-what it would do), and every action and decision recorded through an
-:class:`~service.hooks.recorder.ActionRecorder` and counted in
-``outrider_hook_actions_total{hook,outcome}``. Resolve-phase actions (switch back, resolved
-notifications) restore rather than intervene, so cooldown and window do not apply to them.
-Hook failures never raise out of the dispatcher.
+Rules, per hook: one action per incident and phase (a repeated event is a no-op, unless the
+action failed: then a later event retries it), a cooldown between actions on the same model,
+at most ``max_actions`` (over all models) in a sliding window, ``dry_run`` (the hook reports
+what it would do; as nothing is done, it uses up neither cooldown nor window), and every
+action and decision recorded through an :class:`~service.hooks.recorder.ActionRecorder` and
+counted in ``outrider_hook_actions_total{hook,outcome}``. Resolve-phase actions (switch back,
+resolved notifications) restore rather than intervene, so cooldown and window do not apply to
+them. Hook failures never raise out of the dispatcher.
 """
 
 from __future__ import annotations
@@ -70,11 +71,12 @@ class DispatchedAction:
 
 
 class _HookState:
-    """Per-hook bookkeeping: recent action times for cooldown and window."""
+    """Per-hook bookkeeping: recent action times for the window, last action per model."""
 
     def __init__(self) -> None:
         self.recent: deque[float] = deque()
-        self.last: float | None = None
+        #: Time of the latest action per model, for models still in their cooldown.
+        self.last: dict[str, float] = {}
 
 
 class HookDispatcher:
@@ -213,9 +215,14 @@ class HookDispatcher:
         while len(store) > self._memory_capacity:
             store.popitem(last=False)
 
-    def _blocked_by(self, configured: ConfiguredHook, now: float) -> Outcome | None:
+    def _blocked_by(self, configured: ConfiguredHook, model: str, now: float) -> Outcome | None:
         state = self._state[configured.hook.name]
-        if state.last is not None and now - state.last < configured.cooldown_seconds:
+        # Forget cooldowns that are over, so only recently acted-on models are kept.
+        cooled = [m for m, last in state.last.items() if now - last >= configured.cooldown_seconds]
+        for cooled_model in cooled:
+            del state.last[cooled_model]
+        # Per model: rolling back one model must not hold back the rollback of another.
+        if model in state.last:
             return "cooldown"
         while state.recent and now - state.recent[0] >= configured.window_seconds:
             state.recent.popleft()
@@ -250,7 +257,7 @@ class HookDispatcher:
 
         now = self._clock()
         if phase == "fire":
-            blocked = self._blocked_by(configured, now)
+            blocked = self._blocked_by(configured, event.model, now)
             if blocked is not None:
                 action = f"skipped ({blocked})"
                 self._actions.labels(hook=name, outcome=blocked).inc()
@@ -260,18 +267,23 @@ class HookDispatcher:
                     self._remember(self._skip_recorded, skip_key)
                     await self._record(event, name, action, blocked, context)
                 return DispatchedAction(name, event.incident_key, phase, blocked, action, context)
-            state = self._state[name]
-            state.last = now
-            state.recent.append(now)
+            if not configured.dry_run:  # a dry run changes nothing, so it costs no slot
+                state = self._state[name]
+                state.last[event.model] = now
+                state.recent.append(now)
         if manual is None:
             # Claimed before awaiting, so a concurrent duplicate sees it.
             self._remember(self._done, key)
 
         result = await self._call_hook(configured, event, phase)
-        if result is None:
-            # The hook has nothing to do in this phase: nothing happened, nothing to dedupe.
-            self._done.pop(key, None)
-            return None
+        if result is None or result.outcome == "failed":
+            # Nothing happened (the hook has nothing to do in this phase), or the action
+            # failed: release the claim so that a later event for the incident acts again.
+            # A manual run claimed nothing, and must not release an automatic run's claim.
+            if manual is None:
+                self._done.pop(key, None)
+            if result is None:
+                return None
         detail = {**context, **dict(result.detail)}
         self._actions.labels(hook=name, outcome=result.outcome).inc()
         await self._record(event, name, result.action, result.outcome, detail)

@@ -164,6 +164,94 @@ async def test_cooldown_blocks_other_incidents_and_is_recorded_once() -> None:
     assert len(hook.fired) == 2
 
 
+async def test_a_failed_action_is_retried_by_a_later_event_and_a_success_is_not() -> None:
+    hook = RecordingHook("undo", outcome="failed")
+    dispatcher, recorder, registry, clock = make(
+        ConfiguredHook(hook, cooldown_seconds=60, max_actions=10)
+    )
+    failed = await dispatcher.dispatch(alert())
+    clock.now += 30  # the failed attempt still counts for the cooldown: retries are spaced
+    too_soon = await dispatcher.dispatch(alert())
+    clock.now += 31
+    hook.outcome = "success"
+    retried = await dispatcher.dispatch(alert())
+    clock.now += 61
+    again = await dispatcher.dispatch(alert())
+
+    assert [a.outcome for a in failed + too_soon + retried + again] == [
+        "failed",
+        "cooldown",
+        "success",
+        "duplicate",
+    ]
+    assert len(hook.fired) == 2
+    assert [r.outcome for r in recorder.actions] == ["failed", "cooldown", "success"]
+    assert count(registry, "undo", "failed") == 1.0
+
+
+async def test_a_failed_manual_action_does_not_reopen_a_done_incident() -> None:
+    hook = RecordingHook("undo")
+    dispatcher, *_ = make(ConfiguredHook(hook, cooldown_seconds=0, max_actions=10))
+    await dispatcher.dispatch(alert(incident_id=7))
+    hook.outcome = "failed"
+    manual = await dispatcher.run_manual("undo", "once more", incident_id=7)
+    again = await dispatcher.dispatch(alert(incident_id=7))
+
+    assert (manual.outcome, [a.outcome for a in again]) == ("failed", ["duplicate"])
+    assert len(hook.fired) == 2
+
+
+async def test_cooldown_is_per_model_and_the_window_counts_every_model() -> None:
+    hook = RecordingHook("undo")
+    dispatcher, _, registry, clock = make(
+        ConfiguredHook(hook, cooldown_seconds=60, max_actions=3, window_seconds=3600)
+    )
+    outcomes = []
+    for incident, model in [(1, "digits"), (2, "letters"), (3, "digits"), (4, "faces")]:
+        outcomes += [
+            (a.outcome, a.detail["model"])
+            for a in await dispatcher.dispatch(alert(incident_id=incident, model=model))
+        ]
+        clock.now += 10
+    clock.now += 60  # every cooldown is over, the window still holds three actions
+    outcomes += [
+        (a.outcome, a.detail["model"])
+        for a in await dispatcher.dispatch(alert(incident_id=5, model="digits"))
+    ]
+
+    assert outcomes == [
+        ("success", "digits"),
+        ("success", "letters"),  # a rollback of digits does not hold back one of letters
+        ("cooldown", "digits"),
+        ("success", "faces"),
+        ("rate_limited", "digits"),
+    ]
+    assert count(registry, "undo", "cooldown") == 1.0
+    assert count(registry, "undo", "rate_limited") == 1.0
+    # Models whose cooldown ran out are forgotten, so the per-model memory stays small.
+    assert list(dispatcher._state["undo"].last) == []
+
+
+async def test_dry_run_uses_up_neither_cooldown_nor_window() -> None:
+    cooled = RecordingHook("cooled")
+    capped = RecordingHook("capped")
+    dispatcher, _, registry, clock = make(
+        ConfiguredHook(cooled, dry_run=True, cooldown_seconds=60, max_actions=10),
+        ConfiguredHook(capped, dry_run=True, cooldown_seconds=0, max_actions=1),
+    )
+    outcomes = []
+    for incident in (1, 2, 3):
+        outcomes += [
+            (a.hook, a.outcome) for a in await dispatcher.dispatch(alert(incident_id=incident))
+        ]
+        clock.now += 1
+
+    assert sorted(outcomes) == [("capped", "dry_run")] * 3 + [("cooled", "dry_run")] * 3
+    assert (len(cooled.fired), len(capped.fired)) == (3, 3)
+    assert count(registry, "cooled", "cooldown") == 0.0
+    assert count(registry, "capped", "rate_limited") == 0.0
+
+
 async def test_max_actions_per_window() -> None:
     hook = RecordingHook("undo")
     dispatcher, recorder, registry, clock = make(
