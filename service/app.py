@@ -155,7 +155,7 @@ class OutriderApp:
         await self._start_probes()
         await self.relay.start()
         self.admin = AdminServer(
-            self._admin_app(), self.settings.admin.host, self.settings.admin.port
+            self._admin_app(loop), self.settings.admin.host, self.settings.admin.port
         )
         await self.admin.start()
         log.info(
@@ -167,7 +167,7 @@ class OutriderApp:
             state_dir=str(self.state_dir.root),
         )
 
-    def _admin_app(self) -> web.Application:
+    def _admin_app(self, loop: asyncio.AbstractEventLoop) -> web.Application:
         app = build_admin_app(
             self.registry,
             {
@@ -186,7 +186,7 @@ class OutriderApp:
         token = read_secret(inbound.token) if inbound.token is not None else None
         add_receiver_routes(
             app,
-            dispatcher=ReceivedAlertIncidents(self.incidents, self.dispatcher),
+            dispatcher=ReceivedAlertIncidents(self.incidents, self.dispatcher, loop=loop),
             alert_view=self.alerts,
             token=token,
             loopback_only=self.settings.admin.loopback_only,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import structlog
 
+from service.admin.incident_routes import INCIDENTS_PATH
 from service.hooks.dispatcher import HookDispatcher
 from service.hooks.events import AlertEvent
 from service.monitor.alerts import AlertTransition
@@ -22,6 +23,11 @@ from service.store.incidents import IncidentStore
 from service.store.state_dir import StateDir
 
 log = structlog.get_logger(__name__)
+
+
+def incident_path(incident_id: int) -> str:
+    """Where the admin server serves one incident (the default incident URL for hooks)."""
+    return f"{INCIDENTS_PATH}/{incident_id}"
 
 
 class IncidentFlow:
@@ -35,14 +41,14 @@ class IncidentFlow:
         *,
         submit_event: Callable[[AlertEvent], bool],
         loop: asyncio.AbstractEventLoop,
-        incident_url: Callable[[int], str] | None = None,
+        incident_url: Callable[[int], str] = incident_path,
     ) -> None:
         self.store = store
         self.history = history
         self.state_dir = state_dir
         self._submit_event = submit_event
         self._loop = loop
-        self._incident_url = incident_url or (lambda incident_id: f"/incidents/{incident_id}")
+        self._incident_url = incident_url
 
     def __call__(self, transition: AlertTransition) -> None:
         instance = transition.instance
@@ -93,24 +99,37 @@ class ReceivedAlertIncidents:
 
     Wraps the dispatcher the inbound endpoints submit to: the incident is committed first,
     then the event goes on to the hooks carrying its incident id, exactly as in-process
-    alerts do. Alertmanager notifications are rare, so the short SQLite commit happens inline.
-    Manual rollbacks pass straight through.
+    alerts do. Manual rollbacks pass straight through.
+
+    With `loop` (the dispatcher's), `submit` is meant for a worker thread (the receivers
+    call it from one): the SQLite commit happens there, off the loop, and the event is
+    queued on the loop. Without it, `submit` must run where the dispatcher does.
     """
 
     def __init__(
         self,
         store: IncidentStore,
         dispatcher: HookDispatcher,
-        incident_url: Callable[[int], str] | None = None,
+        incident_url: Callable[[int], str] = incident_path,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.store = store
         self._dispatcher = dispatcher
-        self._incident_url = incident_url or (lambda incident_id: f"/incidents/{incident_id}")
+        self._incident_url = incident_url
+        self._loop = loop
         self.run_manual = dispatcher.run_manual
 
     def submit(self, event: AlertEvent) -> bool:
         if event.incident_id is None:
             event = self._with_incident(event)
+        if self._loop is None:
+            return self._dispatcher.submit(event)
+        # The dispatcher's queue belongs to its loop: queue there, and wait for the answer
+        # the receiver needs (False makes Alertmanager retry).
+        return asyncio.run_coroutine_threadsafe(self._submit_on_loop(event), self._loop).result()
+
+    async def _submit_on_loop(self, event: AlertEvent) -> bool:
         return self._dispatcher.submit(event)
 
     def _with_incident(self, event: AlertEvent) -> AlertEvent:

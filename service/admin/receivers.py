@@ -8,6 +8,7 @@ send headers).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -42,7 +43,12 @@ class Dispatcher(Protocol):
     """What the receivers need from the hook dispatcher."""
 
     def submit(self, event: AlertEvent) -> bool:
-        """Queue an event; False when full."""
+        """Queue an event; False when full.
+
+        Called from a worker thread, one notification at a time, so that it may block
+        briefly (commit an incident) without stalling the event loop; it must be safe to call
+        off the loop.
+        """
         ...
 
     async def run_manual(
@@ -121,6 +127,9 @@ def add_receiver_routes(
         return queued
 
     intake = AlertmanagerIntake(submit, capacity=dedupe_capacity)
+    # One notification at a time: the intake's dedupe memory is not made for concurrent
+    # threads, and two copies of one notification must not both get through.
+    intake_lock = asyncio.Lock()
 
     def guard(request: web.Request) -> web.Response | None:
         if loopback_only or _authorized(request, token):
@@ -137,7 +146,8 @@ def add_receiver_routes(
             return refused
         document = await _json_body(request)
         try:
-            result = intake.receive(document)
+            async with intake_lock:
+                result = await asyncio.to_thread(intake.receive, document)
         except AlertmanagerPayloadError as exc:
             return _error(400, str(exc))
         body = {

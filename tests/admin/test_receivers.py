@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -238,6 +240,67 @@ async def test_alertmanager_notification_becomes_events_and_repeats_dedupe(
     ]
     assert sink.events[2].ends_at == datetime(2026, 11, 23, 18, 5, tzinfo=timezone.utc)
     assert sink.events[2].incident_key == sink.events[0].incident_key
+
+
+class ThreadNotingSink(Sink):
+    """Notes whether each submit ran on an event loop (it may block on SQLite: it must not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_loop: list[bool] = []
+
+    def submit(self, event: AlertEvent) -> bool:
+        try:
+            asyncio.get_running_loop()
+            self.on_loop.append(True)
+        except RuntimeError:
+            self.on_loop.append(False)
+        return super().submit(event)
+
+
+async def test_alertmanager_alerts_are_submitted_off_the_event_loop(
+    make_client: Callable[..., Any],
+) -> None:
+    sink = ThreadNotingSink()
+    client = await make_client(dispatcher=sink)
+    response = await client.post("/alertmanager", json=NOTIFICATION, headers=AUTH)
+    assert response.status == 200
+    assert sink.on_loop == [False, False]
+
+
+class OverlapProbingSink(Sink):
+    """Its first submit holds on until another submit starts alongside it, or 1 s passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_started = threading.Event()
+        self.first_done = False
+        self.overlapped = threading.Event()
+
+    def submit(self, event: AlertEvent) -> bool:
+        if not self.first_started.is_set():
+            self.first_started.set()
+            # Bounded: when notifications are handled one at a time nothing comes.
+            self.overlapped.wait(1.0)
+            self.first_done = True
+        elif not self.first_done:
+            self.overlapped.set()
+        return super().submit(event)
+
+
+async def test_concurrent_copies_of_a_notification_are_handled_one_at_a_time(
+    make_client: Callable[..., Any],
+) -> None:
+    sink = OverlapProbingSink()
+    client = await make_client(dispatcher=sink)
+    first = asyncio.ensure_future(client.post("/alertmanager", json=NOTIFICATION, headers=AUTH))
+    assert await asyncio.to_thread(sink.first_started.wait, 30.0)
+    second = await client.post("/alertmanager", json=NOTIFICATION, headers=AUTH)
+
+    assert (await (await first).json())["accepted"] == 2
+    assert (await second.json())["duplicates"] == 2
+    assert not sink.overlapped.is_set()
+    assert [e.fingerprint for e in sink.events] == ["f00d", "beef"]
 
 
 async def test_overload_answers_503_and_the_retry_completes(
