@@ -5,7 +5,12 @@ Threads and loops, and why:
   scheduler: all I/O-bound;
 - the monitor worker thread decodes sampled traffic and updates detectors (numpy);
 - the alert thread evaluates rules, commits incidents to SQLite, draws plots and writes
-  checkpoints, so no fsync or matplotlib call ever runs on the loop that relays traffic.
+  checkpoints, so no fsync or matplotlib call ever runs on the loop that relays traffic;
+- admin handlers hand their blocking calls (SQLite, metric collection, incidents for
+  alerts received from Alertmanager) to worker threads, for the same reason.
+
+Readiness is the relay's alone; the monitor and alert workers are reported in /healthz and
+/readyz but never take the pod out of its Service.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from service.admin.receivers import add_receiver_routes
 from service.admin.server import AdminServer, build_admin_app
 from service.config import OutriderSettings
 from service.dataplane.relay import Relay
+from service.hooks.alert_book import CombinedAlertView, FiringAlertBook
 from service.hooks.build import build_dispatcher
 from service.hooks.secret_source import read_secret
 from service.incident_flow import IncidentFlow, ReceivedAlertIncidents
@@ -47,6 +53,9 @@ log = structlog.get_logger(__name__)
 
 CHECKPOINT_NAME = "monitor"
 _CHECKPOINT_FORMAT = 1
+# How long stop waits for the alert thread to finish its evaluation (a plot, a commit).
+ALERT_THREAD_JOIN_SECONDS = 10.0
+ALERT_STALL_ROUNDS = 10
 
 
 class OutriderApp:
@@ -98,10 +107,13 @@ class OutriderApp:
         self.dispatcher = build_dispatcher(
             settings.hooks, recorder=self.incidents, registry=self.registry, upstream_switch=switch
         )
+        # Alerts received from Alertmanager and still firing, for the Flagger and Argo gates.
+        self.received_alerts = FiringAlertBook()
         self.probes: ProbeScheduler | None = None
         self.admin: AdminServer | None = None
         self._flow: IncidentFlow | None = None
         self._alert_thread: threading.Thread | None = None
+        self._last_evaluation = 0.0  # time.monotonic() of the alert thread's last round
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._versions_seen: set[tuple[str, str]] = set()
@@ -137,6 +149,19 @@ class OutriderApp:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Starts every part; if one fails, stops those already started and re-raises."""
+        try:
+            await self._start()
+        except BaseException:
+            log.error("outrider.start_failed")
+            try:
+                # Nothing new to checkpoint: the state was only just restored.
+                await self._shutdown(grace=0.0, checkpoint=False)
+            except Exception:  # the start failure is what the caller must see
+                log.exception("outrider.cleanup_after_failed_start_failed")
+            raise
+
+    async def _start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
         self._flow = IncidentFlow(
             self.incidents,
@@ -151,9 +176,11 @@ class OutriderApp:
         self._alert_thread = threading.Thread(
             target=self._alert_loop, name="outrider-alerts", daemon=True
         )
+        self._last_evaluation = time.monotonic()
         self._alert_thread.start()
-        await self._start_probes()
         await self.relay.start()
+        # Traffic first: probes (which may replay suites at once) only once the relay is up.
+        await self._start_probes()
         self.admin = AdminServer(
             self._admin_app(loop), self.settings.admin.host, self.settings.admin.port
         )
@@ -170,16 +197,9 @@ class OutriderApp:
     def _admin_app(self, loop: asyncio.AbstractEventLoop) -> web.Application:
         app = build_admin_app(
             self.registry,
-            {
-                "relay": lambda: (
-                    self.relay.ready,
-                    "accepting" if self.relay.ready else "not accepting",
-                ),
-                "monitor": lambda: (
-                    self._alert_thread is not None and self._alert_thread.is_alive(),
-                    f"{self.pipeline.queue_depth} observations queued",
-                ),
-            },
+            readiness={"relay": self._relay_readiness},
+            # Reported, never a gate: a monitoring fault must not stop inference traffic.
+            workers={"monitor": self._monitor_health, "alerts": self._alert_health},
         )
         add_incident_routes(app, self.incidents)
         inbound = self.settings.hooks.inbound
@@ -187,12 +207,35 @@ class OutriderApp:
         add_receiver_routes(
             app,
             dispatcher=ReceivedAlertIncidents(self.incidents, self.dispatcher, loop=loop),
-            alert_view=self.alerts,
+            alert_view=CombinedAlertView(self.alerts, self.received_alerts),
+            received_alerts=self.received_alerts,
             token=token,
             loopback_only=self.settings.admin.loopback_only,
             dedupe_capacity=inbound.dedupe_capacity,
         )
         return app
+
+    def _relay_readiness(self) -> tuple[bool, str]:
+        return self.relay.ready, "accepting" if self.relay.ready else "not accepting"
+
+    def _monitor_health(self) -> tuple[bool, str]:
+        depth, size = self.pipeline.queue_depth, self.settings.monitor.queue_size
+        # A full queue means the worker is behind or stalled: samples are being shed.
+        return depth < size, f"{depth} of {size} observations queued"
+
+    def _alert_health(self) -> tuple[bool, str]:
+        alive = self._alert_thread is not None and self._alert_thread.is_alive()
+        since = time.monotonic() - self._last_evaluation
+        # A round takes milliseconds, seconds with a plot or a checkpoint: ten missed rounds
+        # mean the thread is stuck.
+        stalled = since > ALERT_STALL_ROUNDS * self.settings.alert_evaluation_seconds
+        if not alive:
+            state = "not running"
+        elif stalled:
+            state = "stalled"
+        else:
+            state = "running"
+        return state == "running", f"{state}, last round {since:.1f} s ago"
 
     async def _start_probes(self) -> None:
         if not self.settings.probes.enabled:
@@ -211,19 +254,32 @@ class OutriderApp:
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops accepting, lets in-flight RPCs finish within `grace`, then checkpoints."""
+        await self._shutdown(grace, checkpoint=True)
+        log.info("outrider.stopped")
+
+    async def _shutdown(self, grace: float | None, *, checkpoint: bool) -> None:
+        """Stops every part; safe on parts that never started."""
         await self.relay.stop(grace)
         if self.probes is not None:
             await self.probes.stop()
-        self.pipeline.stop()
+        # Joins the monitor thread, which finishes its queue first: not on the loop.
+        await asyncio.to_thread(self.pipeline.stop)
         self._stopping.set()
         if self._alert_thread is not None:
-            await asyncio.to_thread(self._alert_thread.join, 10.0)
-        self._checkpoint()
+            await asyncio.to_thread(self._alert_thread.join, ALERT_THREAD_JOIN_SECONDS)
+        # A thread stuck in a round holds the state lock and may still commit an incident:
+        # no final checkpoint (the last periodic one stands) and the store stays open; the
+        # thread is a daemon and ends with the process.
+        stuck = self._alert_thread is not None and self._alert_thread.is_alive()
+        if stuck:
+            log.warning("alert_thread_still_running", waited_seconds=ALERT_THREAD_JOIN_SECONDS)
+        if checkpoint and not stuck:
+            await asyncio.to_thread(self._checkpoint)
         await self.dispatcher.stop()
         if self.admin is not None:
             await self.admin.stop()
-        self.incidents.close()
-        log.info("outrider.stopped")
+        if not stuck:
+            self.incidents.close()
 
     # -- the alert thread: evaluation, incidents, checkpoints --------------------------------
 
@@ -237,6 +293,7 @@ class OutriderApp:
                     self.alerts.evaluate()
             except Exception:  # one bad evaluation must not end alerting for good
                 log.exception("alert_evaluation_failed")
+            self._last_evaluation = time.monotonic()
             if time.monotonic() >= next_checkpoint:
                 self._checkpoint()
                 next_checkpoint = time.monotonic() + checkpoint_every

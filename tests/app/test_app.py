@@ -1,0 +1,269 @@
+"""OutriderApp lifecycle and admin wiring, through the admin HTTP API of a started app."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+import service.app
+from service.app import OutriderApp
+from service.config import OutriderSettings
+from service.dataplane.observation import RpcObservation
+from tests.support.peers import free_port
+
+NOTIFICATION: dict[str, Any] = {
+    "version": "4",
+    "groupKey": '{}:{alertname="InputDrift"}',
+    "truncatedAlerts": 0,
+    "status": "firing",
+    "receiver": "outrider",
+    "externalURL": "http://alertmanager:9093",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {
+                "alertname": "InputDrift",
+                "severity": "critical",
+                "model": "digits",
+                "version": "3",
+            },
+            "annotations": {"summary": "drift"},
+            "startsAt": "2026-11-23T18:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph",
+            "fingerprint": "f00d",
+        }
+    ],
+}
+
+
+def settings(tmp_path: Path, **overrides: Any) -> OutriderSettings:
+    return OutriderSettings.model_validate(
+        {
+            "state_dir": str(tmp_path / "state"),
+            "admin": {"host": "127.0.0.1", "port": 0},
+            # Nothing listens upstream: readiness is about the relay's own listener.
+            "dataplane": {"listen_port": 0, "upstream": {"port": free_port()}},
+            **overrides,
+        }
+    )
+
+
+def outrider_threads(before: set[threading.Thread]) -> list[str]:
+    return [t.name for t in threading.enumerate() if t not in before and "outrider" in t.name]
+
+
+def on_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def poll(check: Callable[[], Any], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+class AlertThreadKilled(BaseException):
+    """Escapes the alert loop's `except Exception`, as a crash would."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("fault", ["dies", "hangs"])
+async def test_a_stalled_monitor_is_reported_but_the_relay_stays_ready(
+    tmp_path: Path, http: aiohttp.ClientSession, fault: str
+) -> None:
+    app = OutriderApp(settings(tmp_path, monitor={"queue_size": 1}, alert_evaluation_seconds=0.02))
+    release = threading.Event()
+
+    def broken_evaluate() -> None:
+        if fault == "dies":
+            raise AlertThreadKilled
+        release.wait(30.0)
+
+    app.alerts.evaluate = broken_evaluate  # type: ignore[method-assign]
+    await app.start()
+    try:
+        # The monitor worker stops taking observations: its queue fills.
+        await asyncio.to_thread(app.pipeline.stop)
+        assert app.pipeline.offer(observation())
+        admin = f"http://127.0.0.1:{app.admin.port}"  # type: ignore[union-attr]
+
+        async def alerts_reported_down() -> bool:
+            async with http.get(f"{admin}/healthz") as response:
+                assert response.status == 200
+                body = await response.json()
+            return body["workers"]["alerts"]["ok"] is False
+
+        await poll(alerts_reported_down, "/healthz to report the alert thread down")
+        async with http.get(f"{admin}/readyz") as response:
+            assert response.status == 200
+            body = await response.json()
+        assert body["status"] == "ready"
+        assert body["checks"] == {"relay": {"ok": True, "detail": "accepting"}}
+        assert body["workers"]["monitor"] == {"ok": False, "detail": "1 of 1 observations queued"}
+        alerts = body["workers"]["alerts"]
+        assert alerts["ok"] is False
+        expected = "not running" if fault == "dies" else "stalled"
+        assert alerts["detail"].startswith(f"{expected}, last round ")
+    finally:
+        release.set()
+        await app.stop(grace=0)
+
+
+def observation() -> RpcObservation:
+    return RpcObservation(
+        connection_id=1,
+        stream_id=1,
+        method="/inference.GRPCInferenceService/ModelInfer",
+        authority="localhost",
+        start_time=0.0,
+        end_time=0.0,
+        request_bytes=0,
+        response_bytes=0,
+        grpc_status=0,
+        grpc_message="",
+        probe=False,
+        sampled=True,
+        request_messages=(),
+        response_messages=(),
+        model_name="digits",
+        model_version="3",
+    )
+
+
+@pytest.mark.parametrize("failing", ["relay", "probes", "admin"])
+async def test_a_failed_start_leaves_no_listener_thread_or_open_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    relay_port = free_port()
+    overrides: dict[str, Any] = {
+        "dataplane": {"listen_port": relay_port, "upstream": {"port": free_port()}},
+        "probes": {"enabled": True},
+    }
+    relay_ready_when_probes_start: list[bool] = []
+    app_ref: list[OutriderApp] = []
+
+    async def probes_start(scheduler: Any) -> None:
+        relay_ready_when_probes_start.append(app_ref[0].relay.ready)
+        if failing == "probes":
+            raise RuntimeError("probe suites broken")
+
+    monkeypatch.setattr("service.probes.scheduler.ProbeScheduler.start", probes_start)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        if failing == "relay":
+            overrides["dataplane"]["listen_port"] = relay_port = taken
+        if failing == "admin":
+            overrides["admin"] = {"host": "127.0.0.1", "port": taken}
+        app = OutriderApp(settings(tmp_path, **overrides))
+        app_ref.append(app)
+        before = set(threading.enumerate())
+
+        with pytest.raises(OSError if failing != "probes" else RuntimeError):
+            await app.start()
+
+        assert outrider_threads(before) == []
+        if failing != "relay":
+            with pytest.raises(ConnectionRefusedError):
+                await asyncio.open_connection("127.0.0.1", relay_port)
+    with pytest.raises(sqlite3.ProgrammingError):
+        app.incidents.count_open()
+    # Probes start once the relay is up.
+    assert relay_ready_when_probes_start == ([] if failing == "relay" else [True])
+
+
+async def test_stop_joins_the_monitor_off_the_loop_and_keeps_the_store_for_a_busy_alert_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = OutriderApp(settings(tmp_path, alert_evaluation_seconds=0.02))
+    busy, release = threading.Event(), threading.Event()
+
+    def slow_evaluate() -> None:
+        busy.set()
+        release.wait(30.0)
+
+    app.alerts.evaluate = slow_evaluate  # type: ignore[method-assign]
+    pipeline_stop = app.pipeline.stop
+    stopped_on_loop: list[bool] = []
+
+    def noting_stop(timeout: float = 5.0) -> None:
+        stopped_on_loop.append(on_loop())
+        pipeline_stop(timeout)
+
+    app.pipeline.stop = noting_stop  # type: ignore[method-assign]
+    monkeypatch.setattr(service.app, "ALERT_THREAD_JOIN_SECONDS", 0.05)
+    await app.start()
+    alert_threads = [t for t in threading.enumerate() if t.name == "outrider-alerts"]
+    assert await asyncio.to_thread(busy.wait, 30.0)
+
+    await app.stop(grace=0)
+
+    assert stopped_on_loop == [False]
+    # The alert thread is still inside its round and may commit an incident: store open.
+    assert app.incidents.count_open() == 0
+    release.set()
+    for thread in alert_threads:
+        await asyncio.to_thread(thread.join, 30.0)
+    app.incidents.close()
+
+
+async def test_alerts_received_from_alertmanager_show_in_the_gates_incidents_and_metrics(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    app = OutriderApp(settings(tmp_path))
+    await app.start()
+    try:
+        admin = f"http://127.0.0.1:{app.admin.port}"  # type: ignore[union-attr]
+        async with http.post(f"{admin}/alertmanager", json=NOTIFICATION) as response:
+            assert (response.status, await response.json()) == (
+                200,
+                {"accepted": 1, "duplicates": 0, "truncated_alerts": 0},
+            )
+        async with http.get(f"{admin}/argo/metric", params={"model": "digits"}) as response:
+            gate = await response.json()
+        assert gate["ok"] is False
+        assert [(a["alert"], a["model"], a["version"], a["starts_at"]) for a in gate["firing"]] == [
+            ("InputDrift", "digits", "3", "2026-11-23T18:00:00+00:00")
+        ]
+        async with http.get(f"{admin}/incidents") as response:
+            (incident,) = (await response.json())["incidents"]
+        assert (incident["id"], incident["alert"], incident["status"]) == (1, "InputDrift", "open")
+        assert incident["labels"]["source"] == "alertmanager"
+        async with http.get(f"{admin}/metrics") as response:
+            assert "outrider_incidents_open 1.0" in await response.text()
+
+        resolved = copy.deepcopy(NOTIFICATION)
+        resolved["alerts"][0]["status"] = "resolved"
+        resolved["alerts"][0]["endsAt"] = "2026-11-23T18:05:00Z"
+        async with http.post(f"{admin}/alertmanager", json=resolved) as response:
+            assert response.status == 200
+        async with http.get(f"{admin}/argo/metric", params={"model": "digits"}) as response:
+            assert (await response.json())["ok"] is True
+        async with http.get(f"{admin}/incidents/1") as response:
+            assert (await response.json())["status"] == "resolved"
+    finally:
+        await app.stop(grace=0)
