@@ -105,7 +105,8 @@ class _HookBase(_Strict):
     cooldown_seconds: float = Field(
         default=300.0,
         ge=0,
-        description="Minimum time between two actions of this hook, in seconds.",
+        description="Minimum time between two actions of this hook on the same model, in seconds "
+        "(dry runs do not count).",
     )
     max_actions: int = Field(
         default=3,
