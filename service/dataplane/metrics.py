@@ -95,6 +95,12 @@ class DataplaneMetrics:
             ["reason"],
             registry=registry,
         )
+        self.drain_deadline_closes = Counter(
+            "outrider_drain_deadline_closes_total",
+            "Connections closed at their drain deadline (shutdown or fallback switch) while "
+            "calls may still have been open.",
+            registry=registry,
+        )
         self.relayed_bytes = RelayedBytes()
         registry.register(self.relayed_bytes)
         for outcome in ("sampled", "dropped", "skipped", "error"):

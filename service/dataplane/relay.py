@@ -350,6 +350,7 @@ class _Connection(asyncio.Protocol):
         else:
             streams = str(tap.open_streams)
         self.relay.drain_deadline_closes += 1
+        self.relay.metrics.drain_deadline_closes.inc()
         log.warning(
             "connection %d still open at its drain deadline (open streams: %s), closing",
             self.id,

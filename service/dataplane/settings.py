@@ -92,7 +92,11 @@ class DataplaneSettings(BaseModel):
         description="Pause reading a side while the other side has this much unsent data.",
     )
     shutdown_grace_seconds: float = Field(
-        default=10.0, ge=0, description="On stop, in-flight RPCs get this long to finish."
+        default=10.0,
+        ge=0,
+        description="On stop or a fallback switch, in-flight RPCs get this long to finish; "
+        "connections still open then are closed. With the tap off, a connection silent for "
+        "this long counts as finished.",
     )
     drain_delay_seconds: float = Field(
         default=0.2,

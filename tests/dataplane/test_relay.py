@@ -375,6 +375,7 @@ async def test_drain_closes_a_stream_held_open_at_the_deadline(
         del call
     await eventually(lambda: relay.active_connections == 0)
     assert relay.drain_deadline_closes == 1
+    assert relay.registry.get_sample_value("outrider_drain_deadline_closes_total") == 1.0
 
 
 async def test_drain_after_the_upstream_half_closed(make_relay: RelayFactory) -> None:
