@@ -182,7 +182,7 @@ class OutriderApp:
         # Traffic first: probes (which may replay suites at once) only once the relay is up.
         await self._start_probes()
         self.admin = AdminServer(
-            self._admin_app(loop), self.settings.admin.host, self.settings.admin.port
+            self._admin_app(), self.settings.admin.host, self.settings.admin.port
         )
         await self.admin.start()
         log.info(
@@ -194,7 +194,7 @@ class OutriderApp:
             state_dir=str(self.state_dir.root),
         )
 
-    def _admin_app(self, loop: asyncio.AbstractEventLoop) -> web.Application:
+    def _admin_app(self) -> web.Application:
         app = build_admin_app(
             self.registry,
             readiness={"relay": self._relay_readiness},
@@ -206,7 +206,9 @@ class OutriderApp:
         token = read_secret(inbound.token) if inbound.token is not None else None
         add_receiver_routes(
             app,
-            dispatcher=ReceivedAlertIncidents(self.incidents, self.dispatcher, loop=loop),
+            dispatcher=self.dispatcher,
+            # Each alert's incident is committed first, and the hooks get its id.
+            prepare=ReceivedAlertIncidents(self.incidents, self.dispatcher).with_incident,
             alert_view=CombinedAlertView(self.alerts, self.received_alerts),
             received_alerts=self.received_alerts,
             token=token,

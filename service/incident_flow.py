@@ -101,9 +101,8 @@ class ReceivedAlertIncidents:
     then the event goes on to the hooks carrying its incident id, exactly as in-process
     alerts do. Manual rollbacks pass straight through.
 
-    With `loop` (the dispatcher's), `submit` is meant for a worker thread (the receivers
-    call it from one): the SQLite commit happens there, off the loop, and the event is
-    queued on the loop. Without it, `submit` must run where the dispatcher does.
+    `with_incident` is the blocking half (a SQLite commit), for callers that queue the
+    event themselves: the admin receivers run it in a worker thread, off the event loop.
     """
 
     def __init__(
@@ -111,28 +110,19 @@ class ReceivedAlertIncidents:
         store: IncidentStore,
         dispatcher: HookDispatcher,
         incident_url: Callable[[int], str] = incident_path,
-        *,
-        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.store = store
         self._dispatcher = dispatcher
         self._incident_url = incident_url
-        self._loop = loop
         self.run_manual = dispatcher.run_manual
 
     def submit(self, event: AlertEvent) -> bool:
-        if event.incident_id is None:
-            event = self._with_incident(event)
-        if self._loop is None:
-            return self._dispatcher.submit(event)
-        # The dispatcher's queue belongs to its loop: queue there, and wait for the answer
-        # the receiver needs (False makes Alertmanager retry).
-        return asyncio.run_coroutine_threadsafe(self._submit_on_loop(event), self._loop).result()
+        return self._dispatcher.submit(self.with_incident(event))
 
-    async def _submit_on_loop(self, event: AlertEvent) -> bool:
-        return self._dispatcher.submit(event)
-
-    def _with_incident(self, event: AlertEvent) -> AlertEvent:
+    def with_incident(self, event: AlertEvent) -> AlertEvent:
+        """Opens or resolves the event's incident; returns the event carrying its id."""
+        if event.incident_id is not None:  # an in-process alert: its incident exists
+            return event
         labels = {**event.labels, "source": "alertmanager"}
         started = event.starts_at.timestamp() if event.starts_at else self.store.clock()
         if event.status == "firing":

@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -43,12 +44,7 @@ class Dispatcher(Protocol):
     """What the receivers need from the hook dispatcher."""
 
     def submit(self, event: AlertEvent) -> bool:
-        """Queue an event; False when full.
-
-        Called from a worker thread, one notification at a time, so that it may block
-        briefly (commit an incident) without stalling the event loop; it must be safe to call
-        off the loop.
-        """
+        """Queue an event without waiting; False when full. Called on the event loop."""
         ...
 
     async def run_manual(
@@ -104,6 +100,7 @@ def add_receiver_routes(
     loopback_only: bool,
     dedupe_capacity: int = 10_000,
     received_alerts: FiringAlertBook | None = None,
+    prepare: Callable[[AlertEvent], AlertEvent] | None = None,
 ) -> None:
     """Register the inbound endpoints on ``app``.
 
@@ -111,6 +108,9 @@ def add_receiver_routes(
     with neither, those endpoints answer 401 to everyone. When ``received_alerts`` is given,
     every alert accepted from Alertmanager is also recorded there (include the book in
     ``alert_view`` with ``CombinedAlertView`` so the Flagger and Argo gates see them).
+    ``prepare`` runs for each new alert from Alertmanager before it is submitted, in a
+    worker thread, so it may block: the app commits the alert's incident there and returns
+    the event with its incident id.
     """
     if token is not None and not token:
         raise ValueError("token must not be empty (use None for no token)")
@@ -120,8 +120,18 @@ def add_receiver_routes(
             "mutating endpoints will refuse every call"
         )
 
+    # The intake runs in a worker thread (see `alertmanager`); the dispatcher belongs to
+    # the loop the handlers run on, which the handler records here first.
+    loop: asyncio.AbstractEventLoop | None = None
+
+    async def submit_on_loop(event: AlertEvent) -> bool:
+        return dispatcher.submit(event)
+
     def submit(event: AlertEvent) -> bool:
-        queued = dispatcher.submit(event)
+        assert loop is not None
+        if prepare is not None:
+            event = prepare(event)
+        queued = asyncio.run_coroutine_threadsafe(submit_on_loop(event), loop).result()
         if queued and received_alerts is not None:
             received_alerts.observe(event)
         return queued
@@ -145,8 +155,11 @@ def add_receiver_routes(
         if refused is not None:
             return refused
         document = await _json_body(request)
+        nonlocal loop
+        loop = asyncio.get_running_loop()
         try:
             async with intake_lock:
+                # `prepare` may commit to SQLite: not on the loop that may relay traffic.
                 result = await asyncio.to_thread(intake.receive, document)
         except AlertmanagerPayloadError as exc:
             return _error(400, str(exc))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -116,6 +117,7 @@ async def make_client() -> AsyncIterator[Callable[..., Any]]:
         alerts: FiringAlerts | None = None,
         token: str | None = TOKEN,
         loopback_only: bool = False,
+        **extra: Any,
     ) -> TestClient[Any, Any]:
         app = web.Application()
         add_receiver_routes(
@@ -124,6 +126,7 @@ async def make_client() -> AsyncIterator[Callable[..., Any]]:
             alert_view=alerts or FiringAlerts(),
             token=token,
             loopback_only=loopback_only,
+            **extra,
         )
         client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
@@ -242,42 +245,58 @@ async def test_alertmanager_notification_becomes_events_and_repeats_dedupe(
     assert sink.events[2].incident_key == sink.events[0].incident_key
 
 
+def on_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 class ThreadNotingSink(Sink):
-    """Notes whether each submit ran on an event loop (it may block on SQLite: it must not)."""
+    """Notes whether each submit ran on the event loop (the dispatcher's queue lives there)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.on_loop: list[bool] = []
 
     def submit(self, event: AlertEvent) -> bool:
-        try:
-            asyncio.get_running_loop()
-            self.on_loop.append(True)
-        except RuntimeError:
-            self.on_loop.append(False)
+        self.on_loop.append(on_loop())
         return super().submit(event)
 
 
-async def test_alertmanager_alerts_are_submitted_off_the_event_loop(
+async def test_prepare_runs_off_the_event_loop_and_its_event_is_submitted_on_it(
     make_client: Callable[..., Any],
 ) -> None:
-    sink = ThreadNotingSink()
-    client = await make_client(dispatcher=sink)
+    from service.hooks.alert_book import FiringAlertBook
+
+    sink, book = ThreadNotingSink(), FiringAlertBook()
+    prepared_on_loop: list[bool] = []
+
+    def with_incident(event: AlertEvent) -> AlertEvent:
+        # The app commits an incident here (SQLite): it must not block the loop.
+        prepared_on_loop.append(on_loop())
+        return dataclasses.replace(event, incident_id=7 + len(prepared_on_loop))
+
+    client = await make_client(dispatcher=sink, prepare=with_incident, received_alerts=book)
     response = await client.post("/alertmanager", json=NOTIFICATION, headers=AUTH)
+
     assert response.status == 200
-    assert sink.on_loop == [False, False]
+    assert prepared_on_loop == [False, False]
+    assert sink.on_loop == [True, True]
+    assert [e.incident_id for e in sink.events] == [8, 9]
+    assert [e.incident_id for e in book.firing()] == [8, 9]
 
 
-class OverlapProbingSink(Sink):
-    """Its first submit holds on until another submit starts alongside it, or 1 s passes."""
+class OverlapProbe:
+    """A `prepare` whose first call holds on until another starts alongside it, or 1 s passes."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.first_started = threading.Event()
         self.first_done = False
         self.overlapped = threading.Event()
 
-    def submit(self, event: AlertEvent) -> bool:
+    def __call__(self, event: AlertEvent) -> AlertEvent:
         if not self.first_started.is_set():
             self.first_started.set()
             # Bounded: when notifications are handled one at a time nothing comes.
@@ -285,21 +304,21 @@ class OverlapProbingSink(Sink):
             self.first_done = True
         elif not self.first_done:
             self.overlapped.set()
-        return super().submit(event)
+        return event
 
 
 async def test_concurrent_copies_of_a_notification_are_handled_one_at_a_time(
     make_client: Callable[..., Any],
 ) -> None:
-    sink = OverlapProbingSink()
-    client = await make_client(dispatcher=sink)
+    sink, probe = Sink(), OverlapProbe()
+    client = await make_client(dispatcher=sink, prepare=probe)
     first = asyncio.ensure_future(client.post("/alertmanager", json=NOTIFICATION, headers=AUTH))
-    assert await asyncio.to_thread(sink.first_started.wait, 30.0)
+    assert await asyncio.to_thread(probe.first_started.wait, 30.0)
     second = await client.post("/alertmanager", json=NOTIFICATION, headers=AUTH)
 
     assert (await (await first).json())["accepted"] == 2
     assert (await second.json())["duplicates"] == 2
-    assert not sink.overlapped.is_set()
+    assert not probe.overlapped.is_set()
     assert [e.fingerprint for e in sink.events] == ["f00d", "beef"]
 
 

@@ -1,10 +1,7 @@
-"""Incidents for alerts received from Alertmanager: committed in the caller's thread,
-queued to the hooks on the dispatcher's loop."""
+"""Incidents for alerts received from Alertmanager: the blocking half, `with_incident`."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -14,13 +11,11 @@ from service.incident_flow import ReceivedAlertIncidents, incident_path
 from service.store.incidents import IncidentStore
 
 
-class ThreadNotingDispatcher:
+class RecordingDispatcher:
     def __init__(self) -> None:
         self.events: list[AlertEvent] = []
-        self.threads: list[int] = []
 
     def submit(self, event: AlertEvent) -> bool:
-        self.threads.append(threading.get_ident())
         self.events.append(event)
         return True
 
@@ -28,7 +23,7 @@ class ThreadNotingDispatcher:
         return (hook_name, reason)
 
 
-def firing() -> AlertEvent:
+def firing(**extra: Any) -> AlertEvent:
     return AlertEvent(
         name="InputDrift",
         severity="critical",
@@ -38,26 +33,22 @@ def firing() -> AlertEvent:
         labels={"alertname": "InputDrift", "model": "digits"},
         starts_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
         fingerprint="f00d",
+        **extra,
     )
 
 
-async def test_submit_from_a_worker_thread_queues_on_the_dispatchers_loop(
-    tmp_path: Path,
-) -> None:
+def test_with_incident_commits_and_returns_the_event_with_its_id(tmp_path: Path) -> None:
     store = IncidentStore(tmp_path / "incidents.sqlite")
-    dispatcher = ThreadNotingDispatcher()
-    received = ReceivedAlertIncidents(
-        store,
-        dispatcher,  # type: ignore[arg-type]
-        loop=asyncio.get_running_loop(),
-    )
+    dispatcher = RecordingDispatcher()
+    received = ReceivedAlertIncidents(store, dispatcher)  # type: ignore[arg-type]
 
-    assert await asyncio.to_thread(received.submit, firing())
+    event = received.with_incident(firing())
 
-    assert dispatcher.threads == [threading.get_ident()]  # the loop's thread
-    (event,) = dispatcher.events
     assert (event.incident_id, event.incident_url) == (1, "/incidents/1")
     assert store.count_open() == 1
+    assert received.with_incident(firing(incident_id=42)).incident_id == 42  # in-process
+    assert store.count_open() == 1
+    assert dispatcher.events == []  # queueing is the caller's
     store.close()
 
 
