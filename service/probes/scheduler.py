@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -40,6 +40,8 @@ from service.probes.settings import ProbeSettings, ScheduleSettings, SuiteSettin
 from service.probes.signature import ModelSignature, SuiteMismatchError
 from service.probes.square_attack import SquareAttack
 from service.probes.suite import ProbeSuite, SuiteFormatError, load_suite
+
+_T = TypeVar("_T")
 
 log = structlog.get_logger(__name__)
 
@@ -204,6 +206,11 @@ class ProbeScheduler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _db(self, call: Callable[..., _T], *args: Any) -> _T:
+        """Runs a run-store call in a worker thread: SQLite waits on the disk (fsync), and
+        this event loop is the relay's, so it must never wait on SQLite itself."""
+        return await asyncio.to_thread(call, *args)
+
     # -- one run -----------------------------------------------------------------------
 
     async def run_suite(self, name: str) -> RunRecord | None:
@@ -240,21 +247,25 @@ class ProbeScheduler:
             if len(versions) > 1:
                 raise _VersionChanged(versions)
         except SuiteMismatchError as exc:
-            return self._finish_unscored(loaded, "refused", started, t0, version, str(exc))
+            return await self._finish_unscored(loaded, "refused", started, t0, version, str(exc))
         except _VersionChanged as exc:
-            record = self._finish_unscored(
+            record = await self._finish_unscored(
                 loaded, "failed", started, t0, exc.versions[-1], str(exc)
             )
             for v in exc.versions:
                 await self.on_version_seen(model, v)
             return record
         except _RUN_ERRORS as exc:
-            return self._finish_unscored(loaded, "failed", started, t0, version, _describe(exc))
+            return await self._finish_unscored(
+                loaded, "failed", started, t0, version, _describe(exc)
+            )
 
-        baseline_version = self.store.known_good(model)
+        baseline_version = await self._db(self.store.known_good, model)
         baseline_run = None
         if baseline_version is not None and baseline_version != version:
-            baseline_run = self.store.last_ok_run(model, cfg.name, baseline_version, loaded.digest)
+            baseline_run = await self._db(
+                self.store.last_ok_run, model, cfg.name, baseline_version, loaded.digest
+            )
         baseline_predictions = None if baseline_run is None else baseline_run.predictions
         results = evaluate_run(suite, answers.scores, baseline_predictions=baseline_predictions)
         verdict = self._judge(results, baseline_predictions, suite)
@@ -277,7 +288,7 @@ class ProbeScheduler:
             predictions=predictions,
             results=results.as_json(),
         )
-        record = _with_id(record, self.store.record_run(record))
+        record = _with_id(record, await self._db(self.store.record_run, record))
         self.metrics.record_outcome(model, cfg.name, "ok", finished, time.monotonic() - t0)
         self.metrics.record_results(model, version, cfg.name, results)
         self.metrics.record_regression(
@@ -297,11 +308,11 @@ class ProbeScheduler:
             baseline_version=record.baseline_version,
         )
         if verdict is not None and verdict.regression:
-            self.store.mark_regressed(model, version, finished)
+            await self._db(self.store.mark_regressed, model, version, finished)
         self._emit(model, version, cfg.name, finished, results, verdict)
         # The run that saw the version first counts towards its clean period.
         await self.on_version_seen(model, version, exclude=cfg.name, at=started)
-        self._maybe_promote(model, version)
+        await self._maybe_promote(model, version)
         return record
 
     def _judge(
@@ -342,7 +353,7 @@ class ProbeScheduler:
         except Exception:  # the alert engine's failure must not fail the probe run
             log.exception("probes.reading_sink_failed", suite=suite, model=model)
 
-    def _finish_unscored(
+    async def _finish_unscored(
         self,
         loaded: LoadedSuite,
         outcome: RunOutcome,
@@ -365,7 +376,7 @@ class ProbeScheduler:
             probes=len(loaded.suite),
             error=error,
         )
-        record = _with_id(record, self.store.record_run(record))
+        record = _with_id(record, await self._db(self.store.record_run, record))
         self.metrics.record_outcome(cfg.model, cfg.name, outcome, finished, time.monotonic() - t0)
         log.error(
             "probes.run_" + outcome,
@@ -388,17 +399,19 @@ class ProbeScheduler:
         """
         if not version:
             return
-        if not self.store.note_version(model, version, self._clock() if at is None else at):
+        if not await self._db(
+            self.store.note_version, model, version, self._clock() if at is None else at
+        ):
             return
         log.info("probes.version_seen", model=model, version=version)
         for name, loaded in self.suites.items():
             if loaded.settings.model == model and name != exclude:
                 self._spawn(self.run_suite(name))
 
-    def _maybe_promote(self, model: str, version: str) -> None:
-        if self.store.known_good(model) == version:
+    async def _maybe_promote(self, model: str, version: str) -> None:
+        if await self._db(self.store.known_good, model) == version:
             return
-        state = self.store.version_state(model, version)
+        state = await self._db(self.store.version_state, model, version)
         if state is None:
             return
         first_seen, regressed_at = state
@@ -406,9 +419,9 @@ class ProbeScheduler:
         clean_for = now - first_seen
         if regressed_at is not None or clean_for < self.settings.regression.clean_period_seconds:
             return
-        if self.store.ok_runs_since(model, version, first_seen) == 0:
+        if await self._db(self.store.ok_runs_since, model, version, first_seen) == 0:
             return
-        self.store.set_known_good(model, version, now)
+        await self._db(self.store.set_known_good, model, version, now)
         log.info(
             "probes.known_good_promoted", model=model, version=version, clean_seconds=clean_for
         )
@@ -467,7 +480,7 @@ class ProbeScheduler:
             )
             self.metrics.record_outcome(model, name, "failed", failed.finished_at, 0.0)
             log.error("probes.live_attack_failed", model=model, error=failed.error)
-            return _with_id(failed, self.store.record_run(failed))
+            return _with_id(failed, await self._db(self.store.record_run, failed))
         version = next((v for v in reversed(versions) if v), "")
         finished = self._clock()
         record = RunRecord(
@@ -491,7 +504,7 @@ class ProbeScheduler:
         )
         self.metrics.record_outcome(model, name, "ok", finished, time.monotonic() - t0)
         self.metrics.record_attack(model, version, name, result.success_rate, result.median_queries)
-        return _with_id(record, self.store.record_run(record))
+        return _with_id(record, await self._db(self.store.record_run, record))
 
 
 class _VersionChanged(Exception):

@@ -271,3 +271,31 @@ async def test_start_schedules_suites_and_live_attack_and_runs_on_start(
     )
     assert success == attack.results["success_rate"]
     assert success is not None and success >= 0.8
+
+
+async def test_a_slow_run_store_never_stalls_the_event_loop(
+    served: RecordingServer, suite_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler shares the relay's event loop: store calls wait in a worker thread."""
+    import threading
+    import time
+
+    scheduler = ProbeScheduler(
+        _settings(suite_path), target=served.target, state_dir=tmp_path, registry=None
+    )
+    scheduler.load_suites()
+    slow_record = scheduler.store.record_run
+    on_loop: list[bool] = []
+
+    def record_run_on_a_slow_disk(record: object) -> int:
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        time.sleep(0.5)
+        return slow_record(record)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scheduler.store, "record_run", record_run_on_a_slow_disk)
+    try:
+        record = await scheduler.run_suite("digits-c")
+    finally:
+        await scheduler.stop()
+    assert record is not None and record.outcome == "ok"
+    assert on_loop == [False]  # the slow write waited in a worker thread, not on the loop
