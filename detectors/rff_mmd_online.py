@@ -117,6 +117,9 @@ class RffMmdOnline(ErtOnlineDetector):
         self._init_window = np.zeros((0, 0))
         self._bandwidth = 1.0
         self._window = np.zeros((0, 0))
+        # derived, not state: rebuilt by _fit / _reset_stream / _after_load
+        self._omega32 = np.zeros((0, 0), dtype=np.float32)
+        self._window_sum = np.zeros(0)
         if reference is not None:
             self.fit(reference)
 
@@ -141,10 +144,9 @@ class RffMmdOnline(ErtOnlineDetector):
         scale = math.sqrt(2.0 / self.n_features)
         # float32 projections halve the cost; cos of them is accurate to ~1e-6, far below
         # the statistic's sampling noise
-        omega = self._omega.astype(np.float32)
         for start in range(0, rows.shape[0], _CHUNK_ROWS):
             part = rows[start : start + _CHUNK_ROWS].astype(np.float32)
-            out[start : start + _CHUNK_ROWS] = scale * np.cos(part @ omega + self._phase)
+            out[start : start + _CHUNK_ROWS] = scale * np.cos(part @ self._omega32 + self._phase)
         return out
 
     def _fit(self, reference: FloatArray) -> None:
@@ -157,6 +159,7 @@ class RffMmdOnline(ErtOnlineDetector):
             median_bandwidth(reference, rng) if self.bandwidth is None else self.bandwidth
         )
         self._omega = rng.normal(size=(d, self.n_features)) / self._bandwidth
+        self._omega32 = self._omega.astype(np.float32)
         self._phase = rng.uniform(0.0, 2.0 * math.pi, size=self.n_features)
         order = rng.permutation(n)
         init_rows, rest = order[:w], order[w:]
@@ -200,6 +203,7 @@ class RffMmdOnline(ErtOnlineDetector):
 
     def _reset_stream(self) -> None:
         self._window = self._init_window.copy()
+        self._window_sum = self._window.sum(axis=0)
         self._threshold = float(self._thresholds[0])
 
     def _after_load(self) -> None:
@@ -210,6 +214,8 @@ class RffMmdOnline(ErtOnlineDetector):
             raise ValueError("state projection does not match the number of features")
         if self._thresholds.shape != (self.window_size + 1,):
             raise ValueError("state thresholds do not match window_size")
+        self._omega32 = self._omega.astype(np.float32)
+        self._window_sum = self._window.sum(axis=0)
 
     @property
     def _n_ramp(self) -> int:
@@ -221,9 +227,12 @@ class RffMmdOnline(ErtOnlineDetector):
         feats = self.features(rows)
         k = feats.shape[0]
         joined = np.vstack([self._window, feats])
-        prefix = np.vstack([np.zeros((1, self.n_features)), np.cumsum(joined, axis=0)])
-        sums = prefix[w + 1 : w + k + 1] - prefix[1 : k + 1]
+        # Row i enters as joined[w + i] and pushes joined[i] out: the window sums after each
+        # step are the running sum plus the cumulated differences (O(k), not O(w + k), rows).
+        sums = self._window_sum + np.cumsum(feats - joined[:k], axis=0)
         diff = self._ref_mean - sums / w
         stats: FloatArray = np.einsum("ij,ij->i", diff, diff)
         self._window = joined[-w:].copy()
+        # summed afresh, not carried over, so rounding never accumulates along the stream
+        self._window_sum = self._window.sum(axis=0)
         return stats
