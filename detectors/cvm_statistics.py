@@ -5,7 +5,9 @@ reference values below window value j. With c sorted ascending, the rank statist
 U = N sum_i (r_i - i)^2 + m sum_j (s_j - j)^2 of Anderson (1962) reduces to
 ``U = N (m^2 N - sum_k (2k - 1) c_(k)) + m sum_k c_(k)^2`` (no ties), so the reference
 never has to be merged with the window, and
-``T = U / (N m (N + m)) - (4 N m - 1) / (6 (N + m))``.
+``T = U / (N m (N + m)) - (4 N m - 1) / (6 (N + m))``. The same Q is the sum of
+max(c_j, c_l) over all ordered pairs (j, l) of the window, j = l included, which lets a
+sliding window update Q pair by pair instead of sorting every window.
 
 References
 ----------
@@ -15,28 +17,107 @@ Ann. Math. Statist. 33(3), 1148-1159.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from detectors.base import FloatArray
+
+Int64Array = NDArray[np.int64]
 
 
 def cvm_from_counts(counts_sorted: FloatArray, n_ref: int) -> FloatArray:
     """T for windows whose reference counts are sorted along the last axis."""
+    return cvm_from_u(cvm_u_from_counts(counts_sorted, n_ref), n_ref, counts_sorted.shape[-1])
+
+
+def cvm_u_from_counts(counts_sorted: FloatArray, n_ref: int) -> FloatArray:
+    """U for windows whose reference counts are sorted along the last axis."""
     m = counts_sorted.shape[-1]
-    weights = 2.0 * np.arange(1, m + 1) - 1.0
-    q = counts_sorted @ weights
+    q = counts_sorted @ _rank_weights(m)
     s2 = (counts_sorted * counts_sorted).sum(axis=-1)
-    return cvm_from_sums(q, s2, n_ref, m)
+    return cvm_u_from_sums(q, s2, n_ref, m)
 
 
 def cvm_from_sums(q: FloatArray, s2: FloatArray, n_ref: int, m: int) -> FloatArray:
     """T from Q = sum_k (2k - 1) c_(k) and S2 = sum_k c_k^2."""
+    return cvm_from_u(cvm_u_from_sums(q, s2, n_ref, m), n_ref, m)
+
+
+def cvm_u_from_sums(q: FloatArray, s2: FloatArray, n_ref: int, m: int) -> FloatArray:
+    """U from Q = sum_k (2k - 1) c_(k) and S2 = sum_k c_k^2."""
     n = float(n_ref)
-    u = n * (m * m * n - q) + m * s2
+    u: FloatArray = n * (m * m * n - q) + m * s2
+    return u
+
+
+def cvm_from_u(u: FloatArray, n_ref: int, m: int) -> FloatArray:
+    """T from U.
+
+    Each rounded step rises with U, so the largest T of a set of windows is T of their
+    largest U, to the bit: take the maximum first and convert one value instead of many.
+    """
+    n = float(n_ref)
     t: FloatArray = u / (n * m * (n + m)) - (4.0 * n * m - 1.0) / (6.0 * (n + m))
     return t
+
+
+@functools.lru_cache(maxsize=32)
+def _rank_weights(m: int) -> FloatArray:
+    """2k - 1 for k = 1..m (read-only: the array is shared between calls)."""
+    weights: FloatArray = 2.0 * np.arange(1, m + 1, dtype=np.float64) - 1.0
+    weights.flags.writeable = False
+    return weights
+
+
+def sliding_window_sums(
+    counts: NDArray[np.integer[Any]], window_sizes: Sequence[int], n_ref: int
+) -> Iterator[tuple[int, Int64Array, Int64Array]]:
+    """Q and S2 of every full window of each size sliding down the rows of `counts`.
+
+    `counts` is (steps, ...): independent streams of reference counts in 0..n_ref, one row
+    per step. `window_sizes` are ascending, each in 2..steps. Yields (w, q, s2) for each
+    window size, q and s2 of shape (steps - w + 1, ...), row i for the window of rows
+    i..i + w - 1. Exact integer arithmetic, so any summation order gives the same values.
+    """
+    steps, *shape = counts.shape
+    w_max = window_sizes[-1]
+    # pair sums below hold fewer than w_max values <= n_ref, doubled once: int32 halves the
+    # memory traffic of the loop over lags whenever that provably fits
+    pair_type = np.int32 if 2 * w_max * n_ref < 2**31 else np.int64
+    values = counts.astype(pair_type, copy=False)
+    squares = values.astype(np.int64) ** 2
+    # entering[t]: sum of max(c_t, c_(t-k)) over the lags k seen so far (pairs with the rows
+    # before t); leaving[t]: sum of max(c_t, c_(t+k)) (pairs with the rows after t). Each lag's
+    # pair maxima are computed once, as whole rows, for every window size above the lag.
+    entering = np.zeros(counts.shape, pair_type)
+    leaving = np.zeros(counts.shape, pair_type)
+    lag_max = np.empty(counts.shape, pair_type)
+    pending = list(window_sizes)
+    for k in range(1, w_max):
+        pair = np.maximum(values[k:], values[:-k], out=lag_max[: steps - k])
+        entering[k:] += pair
+        leaving[:-k] += pair
+        if pending and pending[0] == k + 1:
+            w = pending.pop(0)
+            # row t: the change from the window ending at t - 1 to the one ending at t (the
+            # entering row's pairs in, the leaving row's pairs out), summed down the rows
+            change = np.empty((steps, 2, *shape), np.int64)
+            dq, ds = change[:, 0], change[:, 1]
+            np.multiply(entering, 2, out=dq)
+            dq += values
+            dq[w:] -= 2 * leaving[:-w]
+            dq[w:] -= values[:-w]
+            ds[...] = squares
+            ds[w:] -= squares[:-w]
+            # a loop of row additions: np.cumsum over the leading axis is several times slower
+            for t in range(1, steps):
+                np.add(change[t - 1], change[t], out=change[t])
+            yield w, change[w - 1 :, 0], change[w - 1 :, 1]
 
 
 def cvm_null_moments(n_ref: int, m: int) -> tuple[float, float]:
