@@ -299,6 +299,9 @@ class DriftDetector(_StatefulEstimator):
         else:
             arr = as_matrix(batch, self._n_features)
         ok = self._valid_rows(arr)
+        if ok.all():  # the usual case: no copy
+            self._update(arr)
+            return self
         rows = arr[ok]
         self._rejected += int(ok.size - int(ok.sum()))
         if rows.shape[0]:

@@ -34,6 +34,15 @@ class ErtOnlineDetector(DriftDetector):
 
     def _update(self, rows: FloatArray) -> None:
         self._drift_flag = 0
+        if rows.shape[0] == 1:  # one row at a time is the common live case: no index arrays
+            score = float(self._step_statistics(rows)[0])
+            step = self._n_seen
+            threshold = float(self._thresholds[min(step, self._n_ramp)])
+            if score > threshold:
+                self._mark_detection(step)
+            self._n_seen += 1
+            self._score, self._threshold = score, threshold
+            return
         for start in range(0, rows.shape[0], _CHUNK_ROWS):
             stats = self._step_statistics(rows[start : start + _CHUNK_ROWS])
             steps = self._n_seen + np.arange(stats.shape[0])  # 0-based step index of each row
