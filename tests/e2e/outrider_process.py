@@ -53,6 +53,9 @@ class OutriderProcess:
                         return
             except OSError:
                 time.sleep(0.2)
+        # Not ready: do not leave it running behind the failed test.
+        self.process.kill()
+        self.process.wait()
         raise TimeoutError(
             f"outrider not ready in {timeout} s: {self.log_path.read_text()[-3000:]}"
         )
