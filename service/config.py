@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from service.dataplane.settings import DataplaneSettings
 from service.hooks.settings import HooksSettings
@@ -173,10 +174,17 @@ def load_settings(path: Path | None) -> OutriderSettings:
             raise ConfigError(source, [f"(file): not valid YAML: {exc}"]) from None
         if not isinstance(data, dict):
             raise ConfigError(source, ["(root): the file must hold a mapping of settings"])
+        odd_keys = [key for key in data if not isinstance(key, str)]
+        if odd_keys:
+            raise ConfigError(
+                source, [f"(root): key {key!r} is not a setting name" for key in odd_keys]
+            )
     try:
         return OutriderSettings(**data)
     except ValidationError as exc:
         raise ConfigError(source, [_describe(e) for e in exc.errors()]) from None
+    except SettingsError as exc:  # an OUTRIDER_* variable that does not parse
+        raise ConfigError(source, [f"(environment): {exc}"]) from None
 
 
 def settings_summary(settings: OutriderSettings) -> str:

@@ -46,6 +46,7 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     [
         ("- just\n- a list\n", "(root): the file must hold a mapping of settings"),
         ("admin: [unclosed\n", "(file): not valid YAML"),
+        ("1: a\n", "(root): key 1 is not a setting name"),
     ],
 )
 def test_unusable_files_are_refused_clearly(tmp_path: Path, text: str, message: str) -> None:
@@ -54,6 +55,17 @@ def test_unusable_files_are_refused_clearly(tmp_path: Path, text: str, message: 
     with pytest.raises(ConfigError) as info:
         load_settings(config)
     assert info.value.errors[0].startswith(message)
+
+
+def test_an_environment_value_that_does_not_parse_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OUTRIDER_MODELS", "{bad")
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    assert info.value.errors == [
+        '(environment): error parsing value for field "models" from source "EnvSettingsSource"'
+    ]
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
