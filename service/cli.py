@@ -128,7 +128,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_incidents(args: argparse.Namespace) -> int:
-    from service.store.incidents import IncidentStore, UnknownIncidentError
+    import sqlite3
+
+    from service.store.incidents import IncidentStore, IncidentStoreError, UnknownIncidentError
     from service.store.incidents_cli import format_incident, format_incident_list
 
     if args.state_dir:
@@ -141,16 +143,19 @@ def _cmd_incidents(args: argparse.Namespace) -> int:
     if not database.exists():
         print(f"no incidents database at {database}", file=sys.stderr)
         return 1
-    with IncidentStore(database) as store:
-        if args.incidents_command == "list":
-            incidents = store.list_incidents(status=args.status, limit=args.limit)
-            sys.stdout.write(format_incident_list(incidents, args.json))
-            return 0
-        try:
-            sys.stdout.write(format_incident(store.get_incident(args.id), args.json))
-        except UnknownIncidentError as error:
-            print(str(error), file=sys.stderr)
-            return 1
+    try:
+        with IncidentStore(database) as store:
+            if args.incidents_command == "list":
+                incidents = store.list_incidents(status=args.status, limit=args.limit)
+                sys.stdout.write(format_incident_list(incidents, args.json))
+            else:
+                sys.stdout.write(format_incident(store.get_incident(args.id), args.json))
+    except (UnknownIncidentError, IncidentStoreError) as error:  # their messages name it
+        print(str(error), file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as error:
+        print(f"cannot read the incidents database {database}: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -93,3 +93,17 @@ def test_show_json(incidents: list[Incident]) -> None:
     body = json.loads(format_incident(incidents[1], as_json=True))
     assert body == incidents[1].to_json()
     assert (body["ended_at"], body["plot_path"]) == (START + 3725, "/state/plots/incident-1.png")
+
+
+@pytest.mark.parametrize("command", [["list"], ["show", "1"]])
+def test_a_corrupt_database_is_one_clear_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    from service.cli import main
+
+    (tmp_path / "incidents.sqlite").write_bytes(b"not a database at all" * 200)
+    status = main(["incidents", *command, "--state-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert str(tmp_path / "incidents.sqlite") in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
