@@ -94,7 +94,10 @@ class CheckpointStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         # Temp files of a save that was killed mid-write: never complete, never renamed.
         for leftover in self.directory.glob("*.npz.tmp-*"):
-            leftover.unlink(missing_ok=True)
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError as error:  # a read-only folder: harmless, never loaded
+                _log.warning("checkpoint_leftover_kept", path=str(leftover), error=str(error))
 
     def path(self, name: str) -> Path:
         """The file of checkpoint `name`."""
@@ -165,7 +168,9 @@ class CheckpointStore:
         """Rename checkpoint `name` to `<name>.corrupt-<UTC time>` and log why.
 
         Callers use it too when a checkpoint loads but its content does not fit the running
-        configuration (e.g. a detector's state_dict is refused).
+        configuration (e.g. a detector's state_dict is refused). Returns where the file went,
+        or None when there was none or the rename failed: that is logged, never raised, so a
+        bad checkpoint cannot stop start-up.
         """
         target = self.path(name)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -178,8 +183,23 @@ class CheckpointStore:
             os.replace(target, aside)
         except FileNotFoundError:
             return None
+        except OSError as error:
+            # A read-only folder, say: the bad file stays where it is, but it has already
+            # been reported unusable, so the caller goes on with a fresh state (the next
+            # save replaces it) rather than failing start-up over the rename.
+            _log.error(
+                "checkpoint_set_aside_failed",
+                name=name,
+                path=str(target),
+                reason=reason,
+                error=f"{type(error).__name__}: {error}",
+            )
+            return None
         _log.error(
-            "checkpoint_set_aside", name=name, path=str(target), moved_to=str(aside),
+            "checkpoint_set_aside",
+            name=name,
+            path=str(target),
+            moved_to=str(aside),
             reason=reason,
         )
         return aside

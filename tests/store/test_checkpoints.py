@@ -46,7 +46,11 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
     np.testing.assert_array_equal(mmd["seen"], [True, False, True])
     assert mmd["ids"].tolist() == ["a", "bé"]
     assert (mmd["count"], mmd["threshold"], mmd["name"], mmd["drift"], mmd["np_scalar"]) == (
-        12, 0.125, "resnet", False, -3
+        12,
+        0.125,
+        "resnet",
+        False,
+        -3,
     )
     assert type(mmd["count"]) is int and type(mmd["drift"]) is bool
     assert mmd["empty"] == {}
@@ -182,8 +186,16 @@ def test_alert_engine_state_survives_a_checkpoint(tmp_path: Path) -> None:
         {"name": "Drift", "condition": "drift_detected", "for": "10s"}
     )
     reading = DetectorReading(
-        model="resnet", version="1", signal="embedding", detector="mmd", timestamp=0.0,
-        drift_detected=True, score=0.5, threshold=0.2, p_value=None, ood_ratio=None,
+        model="resnet",
+        version="1",
+        signal="embedding",
+        detector="mmd",
+        timestamp=0.0,
+        drift_detected=True,
+        score=0.5,
+        threshold=0.2,
+        p_value=None,
+        ood_ratio=None,
         window_fill=1.0,
     )
     first = AlertEngine([rule], registry=None, on_transition=lambda t: None)
@@ -238,5 +250,45 @@ def test_a_real_detector_resumes_exactly_from_a_checkpoint(tmp_path: Path) -> No
     detector.update(stream[100:])
     resumed.update(stream[100:])
     assert (resumed.score, resumed.drift_detected, resumed.threshold) == (
-        detector.score, detector.drift_detected, detector.threshold
+        detector.score,
+        detector.drift_detected,
+        detector.threshold,
     )
+
+
+def test_a_corrupt_checkpoint_that_cannot_be_renamed_is_logged_and_start_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = CheckpointStore(tmp_path)
+    path = store.save("monitor", STATE)
+    _corrupt_garbage(path)
+
+    # What a read-only folder does to the rename (chmod does not stop root, so fake it).
+    def read_only(source: object, destination: object) -> None:
+        raise PermissionError(13, "Permission denied", str(source))
+
+    monkeypatch.setattr(checkpoints.os, "replace", read_only)
+    with capture_logs() as logs:
+        assert store.load("monitor") is None
+    assert [e["event"] for e in logs] == ["checkpoint_set_aside_failed"]
+    assert logs[0]["path"] == str(path)
+    assert "BadZipFile" in logs[0]["reason"]
+    assert logs[0]["error"].startswith("PermissionError: [Errno 13] Permission denied")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["monitor.npz"]
+    assert store.set_aside("monitor", reason="does not fit") is None
+
+
+def test_a_leftover_temp_file_that_cannot_be_removed_does_not_stop_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partial = tmp_path / "monitor.npz.tmp-abc123"
+    partial.write_bytes(b"PK\x03\x04 partial")
+
+    def read_only(self: Path, missing_ok: bool = False) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with capture_logs() as logs:
+        store = CheckpointStore(tmp_path)
+    assert [(e["event"], e["path"]) for e in logs] == [("checkpoint_leftover_kept", str(partial))]
+    assert store.load("monitor") is None
