@@ -8,6 +8,8 @@ from typing import Literal
 
 import structlog
 
+_OURS = "_outrider_handler"
+
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -39,7 +41,23 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # Libraries that log through the stdlib (aiohttp, apscheduler) land at the same level.
-    logging.basicConfig(
-        level=_LEVELS[level], stream=sys.stderr, format="%(name)s %(levelname)s %(message)s"
+    # The stdlib loggers (the relay's, the hooks', aiohttp's, apscheduler's) get the same
+    # renderer, so a JSON log pipeline sees every line, not only structlog's.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.processors.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
     )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _OURS, False)]:
+        root.removeHandler(old)  # configuring twice (tests, the demo) must not log twice
+    setattr(handler, _OURS, True)
+    root.addHandler(handler)
+    root.setLevel(_LEVELS[level])
