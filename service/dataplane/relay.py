@@ -24,6 +24,7 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from typing import Literal, cast
 
 from prometheus_client import CollectorRegistry
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 UpstreamName = Literal["primary", "fallback"]
 _GOAWAY_SHUTDOWN = goaway_frame(0x7FFFFFFF)
 _DRAIN_POLL_SECONDS = 0.05
+_UNREACHABLE_LOG_SECONDS = 10.0
 
 
 def _set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -167,14 +169,19 @@ class _Connection(asyncio.Protocol):
         except Exception as err:
             reason = _connect_failure_reason(err)
             relay.metrics.upstream_errors.labels(reason=reason).inc()
-            log.warning(
-                "upstream %s (%s:%s) unreachable: %s; closing client connection %d",
-                target.name,
-                target.host,
-                target.port,
-                reason,
-                self.id,
-            )
+            suppressed = relay.unreachable_log.due(f"{target.name}/{reason}")
+            if suppressed is not None:
+                log.warning(
+                    "upstream %s (%s:%s) unreachable: %s; closing client connection %d "
+                    "(%d more such closes not logged in the last %.0f s)",
+                    target.name,
+                    target.host,
+                    target.port,
+                    reason,
+                    self.id,
+                    suppressed,
+                    _UNREACHABLE_LOG_SECONDS,
+                )
             self._close_both()
 
     def data_received(self, data: bytes) -> None:
@@ -444,6 +451,26 @@ def _connect_failure_reason(err: BaseException) -> str:
     return "connect_error"
 
 
+class LogThrottle:
+    """Lets one log line per key through per interval and counts the ones held back."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def due(self, key: str) -> int | None:
+        """None to stay quiet; else how many were held back since the last line."""
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            self._held[key] = self._held.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)
+
+
 class Relay:
     """Listens for clients and relays each connection to the current upstream."""
 
@@ -475,6 +502,8 @@ class Relay:
         self._all_closed: asyncio.Event | None = None
         #: connections closed at their drain deadline with work possibly still open
         self.drain_deadline_closes = 0
+        # An unreachable upstream fails every new connection: one log line per interval.
+        self.unreachable_log = LogThrottle(_UNREACHABLE_LOG_SECONDS)
 
     def _new_tap(self, connection_id: int) -> ConnectionTap | None:
         if not self.settings.tap_enabled:
