@@ -91,12 +91,22 @@ class AlertTransition:
     ) -> AlertEvent | None:
         """The hooks' view of this transition; None for pending and cancelled-pending moves."""
         if self.to_state == "firing":
-            return alert_event(self.instance, "firing", evidence=self.evidence(),
-                               incident_id=incident_id, incident_url=incident_url)
+            return alert_event(
+                self.instance,
+                "firing",
+                evidence=self.evidence(),
+                incident_id=incident_id,
+                incident_url=incident_url,
+            )
         if self.to_state == "resolved":
-            return alert_event(self.instance, "resolved", ends_at=self.at,
-                               evidence=self.evidence(), incident_id=incident_id,
-                               incident_url=incident_url)
+            return alert_event(
+                self.instance,
+                "resolved",
+                ends_at=self.at,
+                evidence=self.evidence(),
+                incident_id=incident_id,
+                incident_url=incident_url,
+            )
         return None
 
 
@@ -337,8 +347,9 @@ class AlertEngine(Collector):
             instance = _Instance(state="pending", active_since=at, value=value)
             self._instances[(name, key)] = instance
             if rule.for_ > 0:
-                return [self._transition(name, rule, key, reading, instance, "inactive",
-                                         "pending", at)]
+                return [
+                    self._transition(name, rule, key, reading, instance, "inactive", "pending", at)
+                ]
             previous: AlertState = "inactive"  # for: 0 fires at once, as Prometheus does
         else:
             instance.value = value
@@ -348,8 +359,9 @@ class AlertEngine(Collector):
             if instance.state == "pending" and at - instance.active_since >= rule.for_:
                 instance.state = "firing"
                 instance.fired_at = at
-                return [self._transition(name, rule, key, reading, instance, previous,
-                                         "firing", at)]
+                return [
+                    self._transition(name, rule, key, reading, instance, previous, "firing", at)
+                ]
             return []
         if instance.state == "firing":
             if instance.keep_firing_since is None:
@@ -560,7 +572,9 @@ class AlertEngine(Collector):
             try:
                 name = str(raw["alert"])
                 key = ReadingKey(
-                    str(raw["model"]), str(raw["version"]), str(raw["source"]),
+                    str(raw["model"]),
+                    str(raw["version"]),
+                    str(raw["source"]),
                     str(raw["detector"]),
                 )
                 saved_state = str(raw["state"])
