@@ -98,6 +98,9 @@ def test_defaults_and_examples_merged_over_them_match_the_schema(tmp_path: Path)
         ({"serviceMonitr": {"enabled": True}}, "'serviceMonitr' was unexpected"),
         ({"rbac": {"rules": [{"apiGroups": ["apps"], "resources": ["deployments"],
                               "verbs": ["escalate"]}]}}, "'escalate' is not one of"),
+        # one ReadWriteOnce claim cannot hold two pods' state
+        ({"persistence": {"enabled": True}, "replicaCount": 2},
+         "2 is greater than the maximum of 1"),
     ],
 )
 def test_schema_rejects_bad_values(override: dict[str, Any], complaint: str) -> None:
@@ -152,6 +155,14 @@ def test_templates_read_files_that_ship() -> None:
         "files/grafana/*.json",
     }
     assert len(list(CHART_DIR.glob("files/grafana/*.json"))) == 2
+
+
+def test_persistence_makes_the_deployment_recreate_its_pod() -> None:
+    text = (CHART_DIR / "templates" / "deployment.yaml").read_text()
+    guarded = re.search(
+        r"\{\{- if \.Values\.persistence\.enabled \}\}(.*?)\{\{- end \}\}", text, re.S
+    )
+    assert guarded is not None and "type: Recreate" in guarded.group(1)
 
 
 def test_dashboards_carry_the_grafana_sidecar_label() -> None:
