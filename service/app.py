@@ -38,6 +38,7 @@ from service.monitor.model_versions import upstream_version_lookup
 from service.monitor.pipeline import MonitorPipeline
 from service.monitor.reading_history import ReadingHistory
 from service.monitor.readings import DetectorReading, ProbeReading
+from service.monitor.reference import set_aside_unreadable_captures
 from service.store.checkpoints import CheckpointStore
 from service.store.incidents import IncidentStore
 from service.store.state_dir import prepare_state_dir
@@ -94,7 +95,9 @@ class OutriderApp:
             if upstream.tls is None
             else None
         )
-        # Raises at start, not mid-stream, on a reference that does not fit its signal.
+        # A damaged capture of outrider's own is captured again; a damaged built reference,
+        # or one that does not fit its signal, fails here at start, not mid-stream.
+        set_aside_unreadable_captures(settings, self.state_dir.root)
         self.pipeline = MonitorPipeline(
             settings,
             registry=self.registry,

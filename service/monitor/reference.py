@@ -3,6 +3,11 @@
 A reference lives at `state_dir/references/<model>/<signal>.npz`: a float64 `data` array of
 shape (count, dims) and a JSON `meta` string (model, version, signal, dims, count, created,
 source sha256). Files are written atomically (temp file + rename) and read without pickle.
+
+A file that cannot be read is an error naming it. A captured reference is outrider's own
+file, though: when it is unreadable it is renamed aside and the signal captures again, so a
+damaged state dir costs one capture, not a crash loop. A built one (`outrider reference
+build`) is the user's, and only the user can rebuild it.
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ import io
 import json
 import os
 import tempfile
+import time
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
+import structlog
 
 from service.monitor.embedder import OnnxEmbedder
 from service.monitor.settings import PipelineConfig, SignalSettings
@@ -26,6 +34,8 @@ from service.monitor.signals import SignalError, SignalExtractor
 
 FORMAT_VERSION = 1
 _BUILD_CHUNK_ROWS = 1024
+
+_log = structlog.get_logger("outrider.references")
 
 
 class ReferenceError(ValueError):
@@ -124,16 +134,34 @@ class ReferenceStore:
             return None
         return read_reference(source)
 
+    def set_aside(self, path: Path, *, reason: str) -> Path | None:
+        """Renames an unusable reference to `<name>.corrupt-<UTC time>` and logs why.
+
+        Returns where it went (None if it was gone already); raises `ReferenceError` when it
+        cannot be moved, since it would then be read again.
+        """
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = path.with_name(f"{path.stem}.corrupt-{stamp}")
+        suffix = 1
+        while aside.exists():
+            aside = path.with_name(f"{path.stem}.corrupt-{stamp}-{suffix}")
+            suffix += 1
+        try:
+            os.replace(path, aside)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ReferenceError(f"{reason}; moving it aside failed too ({exc})") from None
+        _log.warning("reference_set_aside", path=str(path), moved_to=str(aside), reason=reason)
+        return aside
+
 
 def read_reference(path: Path) -> Reference:
     """Reads one reference file; raises `ReferenceError` naming the file and the problem."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = np.asarray(npz["data"])
-            meta = json.loads(str(npz["meta"]))
-    except (OSError, ValueError, KeyError) as exc:
-        raise ReferenceError(f"reference {path}: unreadable ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+    data, meta = _read_members(path)
+    if not isinstance(meta, dict):
+        raise ReferenceError(f"reference {path}: metadata is not a JSON object")
+    if meta.get("format") != FORMAT_VERSION:
         raise ReferenceError(f"reference {path}: unknown format {meta.get('format')!r}")
     if data.ndim != 2 or data.dtype != np.float64:
         raise ReferenceMismatch(
@@ -152,6 +180,54 @@ def read_reference(path: Path) -> Reference:
         )
     except KeyError as exc:
         raise ReferenceError(f"reference {path}: metadata lacks {exc}") from None
+
+
+def _read_members(path: Path) -> tuple[np.ndarray, object]:
+    """The `data` array and the parsed `meta` JSON of a reference file, as stored."""
+    try:
+        with path.open("rb") as fh:
+            # Checked first: numpy would take anything else for a pickle and suggest loading
+            # it unsafely, which is no advice to give about a truncated file.
+            if zipfile.is_zipfile(fh):
+                fh.seek(0)
+                with np.load(fh, allow_pickle=False) as npz:
+                    return np.asarray(npz["data"]), json.loads(str(npz["meta"]))
+    # A damaged archive fails in many ways (BadZipFile, EOFError, zlib.error, a tokenize
+    # error in a .npy header, a missing member...): whichever it is, say which file and what.
+    except Exception as exc:
+        kind = type(exc)
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else f"{kind.__module__}.{kind.__qualname__}"
+        )
+        raise ReferenceError(f"reference {path}: unreadable ({name}: {exc})") from None
+    raise ReferenceError(
+        f"reference {path}: unreadable (not an .npz archive: truncated, or not a reference)"
+    )
+
+
+def set_aside_unreadable_captures(config: PipelineConfig, state_dir: Path) -> list[Path]:
+    """Moves aside the captured references that cannot be read, so those signals capture again.
+
+    Run before the pipeline loads its references; returns the files moved. Only signals with
+    `reference.capture` are touched: a reference the user built and configured by `path`
+    stays where it is, and loading it fails with its path and what is wrong.
+    """
+    store = ReferenceStore(state_dir)
+    moved = []
+    for model, model_settings in config.models.items():
+        for signal in model_settings.signals:
+            if signal.reference.capture is None:
+                continue
+            path = store.path(model, signal.name)
+            try:
+                store.load(model, signal.name)
+            except ReferenceError as exc:
+                aside = store.set_aside(path, reason=f"{exc}; capturing it again")
+                if aside is not None:
+                    moved.append(aside)
+    return moved
 
 
 def expected_dims(settings: SignalSettings, embedder: OnnxEmbedder | None) -> int | None:
@@ -198,8 +274,7 @@ def load_source_array(path: Path, tensor: str | None = None) -> np.ndarray:
                 if len(names) == 1:
                     return np.asarray(npz[names[0]])
                 raise ReferenceError(
-                    f"{path}: several arrays ({', '.join(names)}); name one `data` or "
-                    f"{tensor!r}"
+                    f"{path}: several arrays ({', '.join(names)}); name one `data` or {tensor!r}"
                 )
         if suffix == ".csv":
             return _read_csv(path)

@@ -279,3 +279,30 @@ async def test_alerts_received_from_alertmanager_show_in_the_gates_incidents_and
             assert (await response.json())["status"] == "resolved"
     finally:
         await app.stop(grace=0)
+
+
+CAPTURED_SIGNAL = {
+    "name": "probabilities",
+    "source": {"output": "probabilities"},
+    "reference": {"capture": 50},
+    "detectors": [{"type": "ks", "window": 20}],
+}
+
+
+async def test_a_damaged_captured_reference_is_set_aside_and_captured_again(
+    tmp_path: Path,
+) -> None:
+    # What the review found: a truncated capture stopped start-up ("File is not a zip file").
+    damaged = tmp_path / "state" / "references" / "demo" / "probabilities.npz"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"PK\x03\x04 cut short")
+    app = OutriderApp(settings(tmp_path, models={"demo": {"signals": [CAPTURED_SIGNAL]}}))
+    await app.start()
+    try:
+        assert app.relay.ready
+        assert app.pipeline.capture_progress() == {("demo", "probabilities"): (0, 50)}
+        assert not damaged.exists()
+        [aside] = damaged.parent.glob("probabilities.corrupt-*")
+        assert aside.read_bytes() == b"PK\x03\x04 cut short"
+    finally:
+        await app.stop(grace=0)
