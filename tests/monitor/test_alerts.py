@@ -38,17 +38,32 @@ def reading(
     ood_ratio: float | None = 0.1,
 ) -> DetectorReading:
     return DetectorReading(
-        model=model, version=version, signal=signal, detector=detector, timestamp=at,
-        drift_detected=detected, score=score, threshold=threshold, p_value=p_value,
-        ood_ratio=ood_ratio, window_fill=1.0, top_dimensions=((3, 0.9), (7, 0.4)),
+        model=model,
+        version=version,
+        signal=signal,
+        detector=detector,
+        timestamp=at,
+        drift_detected=detected,
+        score=score,
+        threshold=threshold,
+        p_value=p_value,
+        ood_ratio=ood_ratio,
+        window_fill=1.0,
+        top_dimensions=((3, 0.9), (7, 0.4)),
         example_request_ids=("req-1", "req-2"),
     )
 
 
 def probe(regression: bool = True, *, at: float = 0.0, suite: str = "fgsm") -> ProbeReading:
     return ProbeReading(
-        model="resnet", version="1", suite=suite, timestamp=at, regression=regression,
-        accuracy=0.61, baseline_accuracy=0.9, p_value=0.002,
+        model="resnet",
+        version="1",
+        suite=suite,
+        timestamp=at,
+        regression=regression,
+        accuracy=0.61,
+        baseline_accuracy=0.9,
+        p_value=0.002,
     )
 
 
@@ -60,8 +75,11 @@ class Harness:
         self.transitions: list[AlertTransition] = []
         self.now = 0.0
         self.engine = AlertEngine(
-            list(rules), registry=self.registry, on_transition=self.transitions.append,
-            clock=lambda: self.now, stale_after=stale_after,
+            list(rules),
+            registry=self.registry,
+            on_transition=self.transitions.append,
+            clock=lambda: self.now,
+            stale_after=stale_after,
         )
 
     def step(self, at: float, *readings: DetectorReading | ProbeReading) -> list[str]:
@@ -81,8 +99,16 @@ class Harness:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30.0), ("2m", 120.0), ("1h30m", 5400.0), ("500ms", 0.5), ("1d", 86400.0),
-     (12, 12.0), ("0s", 0.0), (" 1.5s ", 1.5)],
+    [
+        ("30s", 30.0),
+        ("2m", 120.0),
+        ("1h30m", 5400.0),
+        ("500ms", 0.5),
+        ("1d", 86400.0),
+        (12, 12.0),
+        ("0s", 0.0),
+        (" 1.5s ", 1.5),
+    ],
 )
 def test_durations_parse_like_prometheus(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -97,9 +123,15 @@ def test_bad_durations_are_refused(text: object) -> None:
 def test_rules_parse_from_yaml_shaped_config() -> None:
     rules = RULES.validate_python(
         [
-            {"name": "Drift", "severity": "critical", "condition": "drift_detected", "for": "2m",
-             "keep_firing_for": "5m", "selector": {"model": "res*"},
-             "annotations": {"summary": "{model} drifted"}},
+            {
+                "name": "Drift",
+                "severity": "critical",
+                "condition": "drift_detected",
+                "for": "2m",
+                "keep_firing_for": "5m",
+                "selector": {"model": "res*"},
+                "annotations": {"summary": "{model} drifted"},
+            },
             {"name": "Ood", "condition": {"ood_ratio_above": 0.2}},
         ]
     )
@@ -116,11 +148,17 @@ def test_rules_parse_from_yaml_shaped_config() -> None:
     [
         ({"condition": {"score_abov": 1}}, ("condition",), "a condition is one of"),
         ({"condition": "drifted"}, ("condition", "flag"), "drift_detected"),
-        ({"condition": {"p_value_below": 1.5}}, ("condition", "p_value_below", "p_value_below"),
-         "less than 1"),
+        (
+            {"condition": {"p_value_below": 1.5}},
+            ("condition", "p_value_below", "p_value_below"),
+            "less than 1",
+        ),
         ({"condition": "drift_detected", "for": "3x"}, ("for",), "invalid duration '3x'"),
-        ({"condition": "drift_detected", "annotations": {"summary": "{modl}"}},
-         ("annotations", "summary"), "unknown placeholder(s) ['modl']"),
+        (
+            {"condition": "drift_detected", "annotations": {"summary": "{modl}"}},
+            ("annotations", "summary"),
+            "unknown placeholder(s) ['modl']",
+        ),
         ({"condition": "drift_detected", "severity": "page"}, ("severity",), "critical"),
         ({"condition": "drift_detected", "colour": "red"}, ("colour",), "Extra inputs"),
         ({"condition": "drift_detected", "name": "bad name"}, ("name",), "invalid alert name"),
@@ -166,8 +204,11 @@ def test_pending_firing_resolved_at_exact_boundaries() -> None:
     firing, resolved = h.transitions[1], h.transitions[2]
     assert (firing.from_state, firing.at, firing.instance.active_since) == ("pending", 30.0, 0.0)
     assert firing.instance.fired_at == 30.0
-    assert (resolved.from_state, resolved.at, resolved.instance.state) == ("firing", 160.0,
-                                                                           "inactive")
+    assert (resolved.from_state, resolved.at, resolved.instance.state) == (
+        "firing",
+        160.0,
+        "inactive",
+    )
 
 
 def test_pending_that_clears_goes_back_to_inactive_and_restarts_its_clock() -> None:
@@ -229,9 +270,7 @@ def test_each_condition_on_detector_readings(
 ) -> None:
     fields = dict(fields)
     detected = fields.pop("detected", False)
-    assert condition_value(rule(condition=condition), reading(detected, **fields)) == (
-        holds, value
-    )
+    assert condition_value(rule(condition=condition), reading(detected, **fields)) == (holds, value)
 
 
 def test_probe_regression_watches_probes_only() -> None:
@@ -244,7 +283,10 @@ def test_probe_regression_watches_probes_only() -> None:
     assert fired.instance.alert == "Robustness"
     assert fired.instance.key == ReadingKey("resnet", "1", "fgsm", "")
     assert dict(fired.instance.labels) == {
-        "alertname": "Robustness", "severity": "warning", "model": "resnet", "version": "1",
+        "alertname": "Robustness",
+        "severity": "warning",
+        "model": "resnet",
+        "version": "1",
         "suite": "fgsm",
     }
     assert fired.instance.value == 0.61
@@ -269,18 +311,25 @@ def test_selector_globs_pick_streams() -> None:
 
 def test_one_instance_per_stream_and_one_gauge_series_per_model() -> None:
     h = Harness(rule(severity="critical", **{"for": "10s"}))
-    h.step(0.0, reading(version="1"), reading(version="2"), reading(model="bert"),
-           reading(False, model="vit"))
+    h.step(
+        0.0,
+        reading(version="1"),
+        reading(version="2"),
+        reading(model="bert"),
+        reading(False, model="vit"),
+    )
     assert h.step(10.0, reading(False, version="2", at=10.0)) == ["firing", "inactive", "firing"]
     assert len(h.engine.instances()) == 2
     assert [(e.name, e.status, e.model, e.version) for e in h.engine.firing()] == [
-        ("Drift", "firing", "bert", "1"), ("Drift", "firing", "resnet", "1")
+        ("Drift", "firing", "bert", "1"),
+        ("Drift", "firing", "resnet", "1"),
     ]
     # Evidence of a firing alert is what its stream's latest reading says now.
     assert h.engine.firing()[1].evidence["example_request_ids"] == ["req-1", "req-2"]
     samples = [
         (s.labels["model"], s.value)
-        for metric in h.registry.collect() if metric.name == "outrider_alert_state"
+        for metric in h.registry.collect()
+        if metric.name == "outrider_alert_state"
         for s in metric.samples
     ]
     assert samples == [("bert", 2.0), ("resnet", 2.0), ("vit", 0.0)]
@@ -300,8 +349,13 @@ def test_labels_and_rendered_annotations() -> None:
     h.step(0.0, reading(True, score=0.4567, threshold=0.2, p_value=None))
     instance = h.transitions[0].instance
     assert dict(instance.labels) == {
-        "team": "vision", "alertname": "Drift", "severity": "warning", "model": "resnet",
-        "version": "1", "signal": "embedding", "detector": "mmd",
+        "team": "vision",
+        "alertname": "Drift",
+        "severity": "warning",
+        "model": "resnet",
+        "version": "1",
+        "signal": "embedding",
+        "detector": "mmd",
     }
     assert dict(instance.annotations) == {
         "summary": "resnet v1: mmd score 0.46 > 0.2",
@@ -344,7 +398,11 @@ def test_alert_event_conversion() -> None:
     event = firing.to_alert_event(incident_id=7, incident_url="http://127.0.0.1/incidents/7")
     assert event is not None
     assert (event.name, event.severity, event.status, event.model, event.version) == (
-        "Drift", "critical", "firing", "resnet", "1"
+        "Drift",
+        "critical",
+        "firing",
+        "resnet",
+        "1",
     )
     assert event.starts_at == datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)
     assert event.ends_at is None
@@ -353,7 +411,8 @@ def test_alert_event_conversion() -> None:
     assert len(event.fingerprint) == 16
     assert dict(event.annotations) == {"summary": "resnet drifted"}
     assert event.evidence["top_dimensions"] == [
-        {"dimension": 3, "statistic": 0.9}, {"dimension": 7, "statistic": 0.4}
+        {"dimension": 3, "statistic": 0.9},
+        {"dimension": 7, "statistic": 0.4},
     ]
     assert event.evidence["example_request_ids"] == ["req-1", "req-2"]
     ended = resolved.to_alert_event()
@@ -377,8 +436,10 @@ def _only_numbers_and_strings(state: object) -> bool:
 
 
 def test_state_dict_round_trip_keeps_states_and_clocks() -> None:
-    rules = [rule(**{"for": "30s", "keep_firing_for": "60s"}), rule(name="Score",
-             condition={"score_above": 0.3}, **{"for": "1m"})]
+    rules = [
+        rule(**{"for": "30s", "keep_firing_for": "60s"}),
+        rule(name="Score", condition={"score_above": 0.3}, **{"for": "1m"}),
+    ]
     first = Harness(*rules)
     first.step(0.0, reading(True))
     first.step(30.0)
@@ -387,7 +448,8 @@ def test_state_dict_round_trip_keeps_states_and_clocks() -> None:
     assert _only_numbers_and_strings(state)
     assert state["format_version"] == 1
     assert sorted((i["alert"], i["state"]) for i in state["instances"].values()) == [
-        ("Drift", "firing"), ("Score", "pending")
+        ("Drift", "firing"),
+        ("Score", "pending"),
     ]
 
     second = Harness(rules[0], rules[1], rule(name="Unrelated", condition="probe_regression"))
@@ -395,18 +457,23 @@ def test_state_dict_round_trip_keeps_states_and_clocks() -> None:
     assert second.gauge() == 2.0
     assert second.gauge(alert="Score") == 1.0
     assert [(i.alert, i.state, i.fired_at) for i in second.engine.instances()] == [
-        ("Drift", "firing", 30.0), ("Score", "pending", None)
+        ("Drift", "firing", 30.0),
+        ("Score", "pending", None),
     ]
     [event] = second.engine.firing()
-    assert (event.name, event.starts_at) == ("Drift", datetime(1970, 1, 1, 0, 0, 30,
-                                                               tzinfo=timezone.utc))
+    assert (event.name, event.starts_at) == (
+        "Drift",
+        datetime(1970, 1, 1, 0, 0, 30, tzinfo=timezone.utc),
+    )
     assert dict(event.evidence) == {"value": 0.5}  # no reading since the restart
     # No reading yet after the restart: instances hold their state.
     assert second.step(90.0) == []
     # Score (score 0.5 > 0.3) has been pending since the restored active_since 0: >= 1m.
     assert second.step(99.9, reading(False, at=99.9)) == ["firing"]
-    assert (second.transitions[-1].instance.alert, second.transitions[-1].instance.active_since
-            ) == ("Score", 0.0)
+    assert (
+        second.transitions[-1].instance.alert,
+        second.transitions[-1].instance.active_since,
+    ) == ("Score", 0.0)
     # Drift's condition has been false since the restored keep_firing_since 40: 60 s later.
     assert second.step(100.0) == ["resolved"]
     assert second.transitions[-1].instance.alert == "Drift"
@@ -425,10 +492,26 @@ def test_state_of_removed_rules_is_dropped() -> None:
     [
         ({"format_version": 2, "instances": {}}, "format_version 2 is not 1"),
         ({"format_version": 1, "instances": {"0": {"alert": "Drift"}}}, "instance '0'"),
-        ({"format_version": 1, "instances": {"0": {
-            "alert": "Drift", "model": "m", "version": "1", "source": "s", "detector": "d",
-            "state": "exploded", "active_since": 0.0, "fired_at": 1.0,
-            "keep_firing_since": math.nan, "value": 1.0}}}, "state 'exploded'"),
+        (
+            {
+                "format_version": 1,
+                "instances": {
+                    "0": {
+                        "alert": "Drift",
+                        "model": "m",
+                        "version": "1",
+                        "source": "s",
+                        "detector": "d",
+                        "state": "exploded",
+                        "active_since": 0.0,
+                        "fired_at": 1.0,
+                        "keep_firing_since": math.nan,
+                        "value": 1.0,
+                    }
+                },
+            },
+            "state 'exploded'",
+        ),
         ({"format_version": 1, "instances": []}, "must be a mapping"),
     ],
 )
