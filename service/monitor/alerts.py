@@ -7,6 +7,8 @@ inactive -> pending (condition true) -> firing (true for `for`) -> resolved (fal
 that sees its condition, and a pending alert whose condition clears goes straight back to
 inactive. `outrider_alert_state{alert,severity,model}` is read at scrape time, every
 transition is logged and handed to `on_transition` (which opens incidents and runs hooks).
+A transition whose callback raised is kept and handed over again on later evaluations
+(see `AlertEngine`), so a full disk delays an incident instead of losing it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -44,6 +47,8 @@ STATE_VALUES: Mapping[AlertState, int] = MappingProxyType(
     {"inactive": 0, "pending": 1, "firing": 2}
 )
 STATE_FORMAT_VERSION = 1
+FAILURE_LOG_INTERVAL = 60.0
+"""Seconds between two error lines about failing callbacks (each failing round counts)."""
 
 _log = structlog.get_logger("outrider.alerts")
 
@@ -183,6 +188,14 @@ class _Instance:
 
 
 @dataclass(slots=True)
+class _Undelivered:
+    """A transition whose callback has not yet returned without raising."""
+
+    transition: AlertTransition
+    attempts: int = 0
+
+
+@dataclass(slots=True)
 class _Rule:
     settings: AlertRuleSettings
     matches: dict[ReadingKey, bool] = field(default_factory=dict)
@@ -253,8 +266,20 @@ class AlertEngine(Collector):
 
     Thread-safe: the monitor worker calls `observe` and `evaluate`, Prometheus scrapes call
     `collect`, the admin endpoints call `firing`. `on_transition` runs in the thread that
-    called `evaluate`, after the engine's lock is released, in transition order; an
-    exception in it is logged and does not stop the others.
+    called `evaluate`, after the engine's lock is released, in transition order.
+
+    A transition whose `on_transition` raised (the incident store's disk is full, say) is
+    kept and handed over again at the start of every later `evaluate`, until a call returns.
+    Transitions of the same instance stay in order: while one waits, the later ones of that
+    instance wait behind it without being tried, so an instance that fired and resolved
+    during an outage has its incident opened and then resolved, and the hooks see firing
+    then resolved, once the store recovers. Other instances are not held up. At most
+    `max_undelivered` transitions wait; beyond that the oldest is dropped and logged. The
+    callback must therefore be safe to call again for a transition it failed part way
+    through (`IncidentFlow` is). Failing rounds are logged at error level, at most once per
+    `FAILURE_LOG_INTERVAL` seconds of evaluation time; `callback_failures` and
+    `undelivered` count them for metrics. Evaluations run one at a time, callbacks included,
+    so two threads never hand over the same waiting transition.
 
     `stale_after` (seconds, None = never) makes a detector stream whose latest reading is
     older than that count as "condition false", as Prometheus treats a series that stopped:
@@ -272,9 +297,12 @@ class AlertEngine(Collector):
         on_transition: Callable[[AlertTransition], None],
         clock: Callable[[], float] = time.time,
         stale_after: float | None = None,
+        max_undelivered: int = 256,
     ) -> None:
         if stale_after is not None and not stale_after > 0:
             raise ValueError(f"stale_after must be > 0 seconds or None, got {stale_after!r}")
+        if max_undelivered < 1:
+            raise ValueError(f"max_undelivered must be >= 1, got {max_undelivered!r}")
         names = [rule.name for rule in rules]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -283,8 +311,16 @@ class AlertEngine(Collector):
         self.on_transition = on_transition
         self.clock = clock
         self.stale_after = stale_after
+        self.max_undelivered = max_undelivered
         self._rules = {rule.name: _Rule(rule) for rule in rules}
         self._lock = threading.Lock()
+        # Held for a whole evaluation, callbacks included (`_lock` is not: scrapes must not
+        # wait for SQLite); it serialises hand-overs so each happens once and in order.
+        self._evaluation_lock = threading.Lock()
+        self._undelivered: deque[_Undelivered] = deque()
+        self._callback_failures = 0
+        self._failure_logged_at: float | None = None
+        self._unlogged_failing_rounds = 0
         self._latest: dict[ReadingKey, Reading] = {}
         self._instances: dict[tuple[str, ReadingKey], _Instance] = {}
         self._seen_models: dict[str, set[str]] = {name: set() for name in self._rules}
@@ -302,20 +338,36 @@ class AlertEngine(Collector):
             if kept is None or reading.timestamp >= kept.timestamp:
                 self._latest[key] = reading
 
+    @property
+    def callback_failures(self) -> int:
+        """How many `on_transition` calls have raised since the engine was built."""
+        return self._callback_failures
+
+    @property
+    def undelivered(self) -> int:
+        """How many transitions wait for `on_transition` to be retried."""
+        return len(self._undelivered)
+
     def evaluate(self, now: float | None = None) -> list[AlertTransition]:
-        """Apply every rule to the latest readings at time `now`; return the transitions made."""
-        at = self.clock() if now is None else now
-        transitions: list[AlertTransition] = []
-        with self._lock:
-            for name, rule in self._rules.items():
-                for reading in self._latest.values():
-                    if rule.selects(reading):
-                        transitions += self._step(name, rule.settings, reading.key, reading, at)
-            for name, key in [k for k in self._instances if k[1] not in self._latest]:
-                # Restored from a checkpoint and no reading since: wait, or go stale.
-                transitions += self._step(name, self._rules[name].settings, key, None, at)
-        for transition in transitions:
-            self._announce(transition)
+        """Apply every rule to the latest readings at time `now`; return the transitions made.
+
+        Transitions still waiting from earlier rounds are handed to `on_transition` first.
+        """
+        with self._evaluation_lock:
+            at = self.clock() if now is None else now
+            transitions: list[AlertTransition] = []
+            with self._lock:
+                for name, rule in self._rules.items():
+                    for reading in self._latest.values():
+                        if rule.selects(reading):
+                            transitions += self._step(name, rule.settings, reading.key, reading, at)
+                for name, key in [k for k in self._instances if k[1] not in self._latest]:
+                    # Restored from a checkpoint and no reading since: wait, or go stale.
+                    transitions += self._step(name, self._rules[name].settings, key, None, at)
+            for transition in transitions:
+                self._announce(transition)
+            self._undelivered.extend(_Undelivered(transition) for transition in transitions)
+            self._deliver(at)
         return transitions
 
     def _is_stale(self, name: str, key: ReadingKey, reading: Reading | None, at: float) -> bool:
@@ -464,15 +516,73 @@ class AlertEngine(Collector):
             fingerprint=instance.fingerprint,
             summary=instance.annotations.get("summary"),
         )
-        try:
-            self.on_transition(transition)
-        except Exception:
-            _log.exception(
-                "alert_transition_callback_failed",
-                alert=instance.alert,
-                to_state=transition.to_state,
-                fingerprint=instance.fingerprint,
+
+    def _deliver(self, at: float) -> None:
+        """Hand every waiting transition to `on_transition`, oldest first; keep the failures."""
+        held: set[tuple[str, ReadingKey]] = set()  # instances with an earlier one still waiting
+        waiting: deque[_Undelivered] = deque()
+        failed: list[tuple[AlertTransition, Exception]] = []
+        for item in self._undelivered:
+            instance = item.transition.instance
+            if (instance.alert, instance.key) in held:
+                waiting.append(item)
+                continue
+            item.attempts += 1
+            try:
+                self.on_transition(item.transition)
+            except Exception as error:
+                held.add((instance.alert, instance.key))
+                waiting.append(item)
+                failed.append((item.transition, error))
+                continue
+            if item.attempts > 1:
+                _log.info(
+                    "alert_transition_delivered_late",
+                    alert=instance.alert,
+                    to_state=item.transition.to_state,
+                    fingerprint=instance.fingerprint,
+                    attempts=item.attempts,
+                    delay_seconds=at - item.transition.at,
+                )
+        while len(waiting) > self.max_undelivered:
+            dropped = waiting.popleft()
+            _log.error(
+                "alert_transition_dropped",
+                alert=dropped.transition.instance.alert,
+                to_state=dropped.transition.to_state,
+                fingerprint=dropped.transition.instance.fingerprint,
+                at=dropped.transition.at,
+                attempts=dropped.attempts,
+                max_undelivered=self.max_undelivered,
             )
+        self._undelivered = waiting
+        if failed:
+            self._callback_failures += len(failed)
+            self._log_failing_round(failed, at)
+
+    def _log_failing_round(
+        self, failed: Sequence[tuple[AlertTransition, Exception]], at: float
+    ) -> None:
+        # Retried every round for as long as the disk is full: one line a minute, not a
+        # traceback per transition per round.
+        last = self._failure_logged_at
+        if last is not None and 0 <= at - last < FAILURE_LOG_INTERVAL:
+            self._unlogged_failing_rounds += 1
+            return
+        transition, error = failed[0]
+        _log.error(
+            "alert_transition_callback_failed",
+            alert=transition.instance.alert,
+            to_state=transition.to_state,
+            fingerprint=transition.instance.fingerprint,
+            failed=len(failed),
+            undelivered=len(self._undelivered),
+            failures_total=self._callback_failures,
+            failing_rounds_not_logged=self._unlogged_failing_rounds,
+            exc_info=error,
+        )
+        self._failure_logged_at = at
+        self._unlogged_failing_rounds = 0
 
     def instances(self) -> list[AlertInstance]:
         """Every pending or firing instance, ordered by rule then stream."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from datetime import datetime, timezone
 from typing import Any
 
@@ -383,9 +384,10 @@ def test_transitions_are_logged_and_a_failing_callback_does_not_stop_others() ->
     events = [(e["event"], e.get("model"), e["log_level"]) for e in logs]
     assert events == [
         ("alert_transition", "a", "warning"),
-        ("alert_transition_callback_failed", None, "error"),
         ("alert_transition", "b", "warning"),
+        ("alert_transition_callback_failed", None, "error"),
     ]
+    assert str(logs[2]["exc_info"]) == "incident store down"
     assert logs[0]["to_state"] == "firing"
     assert logs[0]["fingerprint"] == transitions[0].instance.fingerprint
 
@@ -571,3 +573,156 @@ def test_restored_instance_without_readings_goes_stale_from_its_restore_time() -
 def test_stale_after_must_be_positive() -> None:
     with pytest.raises(ValueError, match="stale_after must be > 0 seconds or None, got 0"):
         AlertEngine([rule()], registry=None, on_transition=lambda t: None, stale_after=0)
+
+
+# --- callbacks that fail: kept, retried in order, bounded ---------------------------------
+
+
+class DiskFullCallback:
+    """An `on_transition` that raises for the models in `down`, as a full disk would."""
+
+    def __init__(self, *down: str) -> None:
+        self.down = set(down)
+        self.attempts: list[tuple[str, str, float]] = []
+        self.delivered: list[tuple[str, str, float]] = []
+
+    def __call__(self, transition: AlertTransition) -> None:
+        call = (transition.instance.key.model, transition.to_state, transition.at)
+        self.attempts.append(call)
+        if call[0] in self.down:
+            raise OSError("database or disk is full")
+        self.delivered.append(call)
+
+
+def test_a_failed_transition_is_handed_over_again_until_it_goes_through_once() -> None:
+    callback = DiskFullCallback("a")
+    registry = CollectorRegistry()
+    engine = AlertEngine([rule()], registry=registry, on_transition=callback)
+    engine.observe(reading(model="a"))
+    assert [t.to_state for t in engine.evaluate(now=1.0)] == ["firing"]
+    assert (engine.undelivered, engine.callback_failures) == (1, 1)
+    state = {"alert": "Drift", "severity": "warning", "model": "a"}
+    assert registry.get_sample_value("outrider_alert_state", state) == 2.0  # still firing
+
+    assert engine.evaluate(now=2.0) == []  # nothing new; the waiting one is tried again
+    assert (engine.undelivered, engine.callback_failures) == (1, 2)
+    callback.down.clear()
+    with capture_logs() as logs:
+        assert engine.evaluate(now=3.0) == []
+    assert callback.delivered == [("a", "firing", 1.0)]  # the original transition, once
+    assert engine.undelivered == 0
+    assert [(e["event"], e["attempts"], e["delay_seconds"]) for e in logs] == [
+        ("alert_transition_delivered_late", 3, 2.0)
+    ]
+    engine.evaluate(now=4.0)
+    assert callback.attempts == [("a", "firing", 1.0)] * 3
+    assert registry.get_sample_value("outrider_alert_state", state) == 2.0
+
+
+def test_later_transitions_wait_behind_a_failed_one_of_their_instance_only() -> None:
+    callback = DiskFullCallback("a")
+    engine = AlertEngine([rule()], registry=None, on_transition=callback)
+    engine.observe(reading(True, at=1.0, model="a"))
+    engine.observe(reading(True, at=1.0, model="b"))
+    engine.evaluate(now=1.0)
+    engine.observe(reading(False, at=2.0, model="a"))
+    engine.observe(reading(False, at=2.0, model="b"))
+    assert [t.to_state for t in engine.evaluate(now=2.0)] == ["resolved", "resolved"]
+    engine.observe(reading(True, at=3.0, model="a"))
+    assert [t.to_state for t in engine.evaluate(now=3.0)] == ["firing"]
+    # a's resolve and second firing were never tried before its first firing went through
+    assert [call for call in callback.attempts if call[0] == "a"] == [("a", "firing", 1.0)] * 3
+    assert callback.delivered == [("b", "firing", 1.0), ("b", "resolved", 2.0)]
+    assert engine.undelivered == 3
+
+    callback.down.clear()
+    engine.evaluate(now=4.0)
+    assert callback.delivered[2:] == [
+        ("a", "firing", 1.0),
+        ("a", "resolved", 2.0),
+        ("a", "firing", 3.0),
+    ]
+    assert engine.undelivered == 0
+
+
+def test_waiting_transitions_are_bounded_the_oldest_dropped_and_logged() -> None:
+    callback = DiskFullCallback("a", "b", "c")
+    engine = AlertEngine([rule()], registry=None, on_transition=callback, max_undelivered=2)
+    for model in ("a", "b", "c"):
+        engine.observe(reading(model=model))
+    with capture_logs() as logs:
+        transitions = engine.evaluate(now=1.0)
+    dropped = [e for e in logs if e["event"] == "alert_transition_dropped"]
+    assert [(e["log_level"], e["to_state"], e["fingerprint"], e["at"]) for e in dropped] == [
+        ("error", "firing", transitions[0].instance.fingerprint, 1.0)
+    ]
+    assert (engine.undelivered, engine.callback_failures) == (2, 3)
+    callback.down.clear()
+    engine.evaluate(now=2.0)
+    assert callback.delivered == [("b", "firing", 1.0), ("c", "firing", 1.0)]
+
+
+def test_failing_rounds_log_one_error_line_at_most_once_a_minute() -> None:
+    callback = DiskFullCallback("a", "b")
+    engine = AlertEngine([rule()], registry=None, on_transition=callback)
+    engine.observe(reading(model="a"))
+    engine.observe(reading(model="b"))
+    with capture_logs() as logs:
+        for now in (0.0, 10.0, 59.9, 60.0, 70.0):
+            engine.evaluate(now=now)  # never raises, however long the store is down
+    errors = [e for e in logs if e["log_level"] == "error"]
+    assert [
+        (
+            e["event"],
+            e["failed"],
+            e["undelivered"],
+            e["failures_total"],
+            e["failing_rounds_not_logged"],
+        )
+        for e in errors
+    ] == [
+        ("alert_transition_callback_failed", 2, 2, 2, 0),
+        ("alert_transition_callback_failed", 2, 2, 8, 2),
+    ]
+    assert str(errors[0]["exc_info"]) == "database or disk is full"
+    assert engine.callback_failures == 10
+
+
+def test_max_undelivered_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_undelivered must be >= 1, got 0"):
+        AlertEngine([rule()], registry=None, on_transition=lambda t: None, max_undelivered=0)
+
+
+def test_concurrent_evaluations_hand_a_waiting_transition_over_once() -> None:
+    entered, release = threading.Event(), threading.Event()
+    delivered: list[float] = []
+    failing = [True]
+
+    def callback(transition: AlertTransition) -> None:
+        if failing[0]:
+            failing[0] = False
+            raise OSError("database or disk is full")
+        delivered.append(transition.at)
+        entered.set()
+        assert release.wait(30.0)
+
+    engine = AlertEngine([rule()], registry=None, on_transition=callback)
+    engine.observe(reading(model="a"))
+    engine.evaluate(now=1.0)
+    results: dict[str, list[AlertTransition]] = {}
+    first = threading.Thread(target=lambda: results.update(first=engine.evaluate(now=2.0)))
+    second = threading.Thread(target=lambda: results.update(second=engine.evaluate(now=3.0)))
+    first.start()
+    assert entered.wait(30.0)  # the retry is inside the callback
+    second.start()
+    # The second evaluation waits for the first one's hand-over. The window only gives a
+    # broken engine the chance to hand the same transition over twice; a correct one passes
+    # however long the machine takes.
+    second.join(0.2)
+    assert second.is_alive()
+    release.set()
+    first.join(30.0)
+    second.join(30.0)
+    assert results == {"first": [], "second": []}
+    assert delivered == [1.0]
+    assert engine.undelivered == 0
