@@ -31,7 +31,18 @@ def incident_path(incident_id: int) -> str:
 
 
 class IncidentFlow:
-    """The `on_transition` callback of the alert engine."""
+    """The `on_transition` callback of the alert engine.
+
+    When a commit fails (a full disk), the exception goes back to the engine, which keeps
+    the transition and calls again on later evaluations, in order per alert instance (see
+    `AlertEngine`). Every step is safe to repeat: `open_incident` returns the instance's
+    open incident instead of a second one, a resolved incident keeps its first end time,
+    and the dispatcher runs one action per incident and phase. An alert that fired and
+    resolved while the store was down therefore gets its incident opened and then resolved
+    once the store recovers, with both times as the alert saw them, and the hooks receive
+    firing then resolved: the record is never lost, and the hooks learn what happened as
+    they would have, late.
+    """
 
     def __init__(
         self,
