@@ -9,8 +9,9 @@ Threads and loops, and why:
 - admin handlers hand their blocking calls (SQLite, metric collection, incidents for
   alerts received from Alertmanager) to worker threads, for the same reason.
 
-Readiness is the relay's alone; the monitor and alert workers are reported in /healthz and
-/readyz but never take the pod out of its Service.
+Readiness is the relay's alone; the monitor and alert workers (and the probes, when enabled)
+are reported in /healthz and /readyz but never take the pod out of its Service. For the same
+reason probes that cannot start are switched off, logged and reported, and start goes on.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import signal
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -57,6 +59,14 @@ _CHECKPOINT_FORMAT = 1
 # How long stop waits for the alert thread to finish its evaluation (a plot, a commit).
 ALERT_THREAD_JOIN_SECONDS = 10.0
 ALERT_STALL_ROUNDS = 10
+
+
+class ListenerError(OSError):
+    """A listener (relay or admin) that could not start: address in use, no permission..."""
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class OutriderApp:
@@ -113,6 +123,7 @@ class OutriderApp:
         # Alerts received from Alertmanager and still firing, for the Flagger and Argo gates.
         self.received_alerts = FiringAlertBook()
         self.probes: ProbeScheduler | None = None
+        self._probes_error: str | None = None  # why probes are off although enabled
         self.admin: AdminServer | None = None
         self._flow: IncidentFlow | None = None
         self._alert_thread: threading.Thread | None = None
@@ -181,13 +192,13 @@ class OutriderApp:
         )
         self._last_evaluation = time.monotonic()
         self._alert_thread.start()
-        await self.relay.start()
+        dataplane = self.settings.dataplane
+        await self._listen("relay", dataplane.listen_host, dataplane.listen_port, self.relay.start)
         # Traffic first: probes (which may replay suites at once) only once the relay is up.
         await self._start_probes()
-        self.admin = AdminServer(
-            self._admin_app(), self.settings.admin.host, self.settings.admin.port
-        )
-        await self.admin.start()
+        admin = self.settings.admin
+        self.admin = AdminServer(self._admin_app(), admin.host, admin.port)
+        await self._listen("admin", admin.host, admin.port, self.admin.start)
         log.info(
             "outrider.started",
             version=__version__,
@@ -197,12 +208,27 @@ class OutriderApp:
             state_dir=str(self.state_dir.root),
         )
 
+    @staticmethod
+    async def _listen(
+        name: str, host: str, port: int, start: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Starts a listener; says which one and on which address when it cannot."""
+        try:
+            await start()
+        except OSError as error:
+            raise ListenerError(
+                f"{name} listener on {_address(host, port)} could not start: {error}"
+            ) from error
+
     def _admin_app(self) -> web.Application:
+        workers = {"monitor": self._monitor_health, "alerts": self._alert_health}
+        if self.settings.probes.enabled:
+            workers["probes"] = self._probe_health
         app = build_admin_app(
             self.registry,
             readiness={"relay": self._relay_readiness},
             # Reported, never a gate: a monitoring fault must not stop inference traffic.
-            workers={"monitor": self._monitor_health, "alerts": self._alert_health},
+            workers=workers,
         )
         add_incident_routes(app, self.incidents)
         inbound = self.settings.hooks.inbound
@@ -242,20 +268,40 @@ class OutriderApp:
             state = "running"
         return state == "running", f"{state}, last round {since:.1f} s ago"
 
+    def _probe_health(self) -> tuple[bool, str]:
+        if self.probes is None:
+            return False, f"off: {self._probes_error or 'not started'}"
+        return True, f"running, {len(self.probes.suites)} suite(s) scheduled"
+
     async def _start_probes(self) -> None:
+        """Starts the probe scheduler; if it cannot start, probes are off and traffic goes on."""
         if not self.settings.probes.enabled:
             return
         from service.probes.scheduler import ProbeScheduler
 
         upstream = self.settings.dataplane.upstream
-        self.probes = ProbeScheduler(
-            self.settings.probes,
-            target=self.settings.probes.target or f"{upstream.host}:{upstream.port}",
-            registry=self.registry,
-            state_dir=self.state_dir.root,
-            on_reading=self._on_reading,
-        )
-        await self.probes.start()
+        try:
+            self.probes = ProbeScheduler(
+                self.settings.probes,
+                target=self.settings.probes.target or f"{upstream.host}:{upstream.port}",
+                registry=self.registry,
+                state_dir=self.state_dir.root,
+                on_reading=self._on_reading,
+            )
+            await self.probes.start()
+        except Exception as error:  # probes must never take the relay down with them
+            self._probes_error = f"{type(error).__name__}: {error}"
+            log.error(
+                "probes.disabled",
+                error=self._probes_error,
+                consequence="no probe runs until restarted; traffic is relayed as usual",
+            )
+            scheduler, self.probes = self.probes, None
+            if scheduler is not None:
+                try:
+                    await scheduler.stop()
+                except Exception:
+                    log.exception("probes.cleanup_failed")
 
     async def stop(self, grace: float | None = None) -> None:
         """Stops accepting, lets in-flight RPCs finish within `grace`, then checkpoints."""

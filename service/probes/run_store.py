@@ -54,6 +54,10 @@ CREATE TABLE IF NOT EXISTS probe_known_good (
 """
 
 
+class RunStoreError(Exception):
+    """The run history cannot be opened (a damaged or foreign file, a folder not writable)."""
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One probe run against one model version (failed runs have no predictions)."""
@@ -81,13 +85,29 @@ class RunStore:
     """SQLite access for probe runs; safe to share between the scheduler's tasks."""
 
     def __init__(self, path: Path) -> None:
+        """Opens (or creates) the history; raises `RunStoreError` naming the file if it cannot.
+
+        The file is left as it is: it holds the known-good versions, which only its owner
+        should decide to throw away.
+        """
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        db: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            # SQLite reads the file only now: a damaged one fails here, not at connect.
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            if db is not None:
+                db.close()
+            raise RunStoreError(
+                f"probe run history {self.path} is unusable ({exc}); it is kept as it is: "
+                "move it away to start with an empty one"
+            ) from exc
+        self._db = db
 
     def close(self) -> None:
         with self._lock:

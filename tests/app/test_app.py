@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import errno
 import socket
 import sqlite3
 import threading
@@ -14,9 +15,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 import service.app
-from service.app import OutriderApp
+from service.app import ListenerError, OutriderApp
 from service.config import OutriderSettings
 from service.dataplane.observation import RpcObservation
 from tests.support.peers import free_port
@@ -153,7 +155,7 @@ def observation() -> RpcObservation:
     )
 
 
-@pytest.mark.parametrize("failing", ["relay", "probes", "admin"])
+@pytest.mark.parametrize("failing", ["relay", "admin"])
 async def test_a_failed_start_leaves_no_listener_thread_or_open_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
@@ -167,8 +169,6 @@ async def test_a_failed_start_leaves_no_listener_thread_or_open_store(
 
     async def probes_start(scheduler: Any) -> None:
         relay_ready_when_probes_start.append(app_ref[0].relay.ready)
-        if failing == "probes":
-            raise RuntimeError("probe suites broken")
 
     monkeypatch.setattr("service.probes.scheduler.ProbeScheduler.start", probes_start)
     with socket.socket() as squatter:
@@ -183,8 +183,14 @@ async def test_a_failed_start_leaves_no_listener_thread_or_open_store(
         app_ref.append(app)
         before = set(threading.enumerate())
 
-        with pytest.raises(OSError if failing != "probes" else RuntimeError):
+        with pytest.raises(ListenerError) as raised:
             await app.start()
+
+        # Which listener, on which address, and what the system said.
+        assert str(raised.value).startswith(
+            f"{failing} listener on 127.0.0.1:{taken} could not start: [Errno {errno.EADDRINUSE}]"
+        )
+        assert isinstance(raised.value.__cause__, OSError)
 
         assert outrider_threads(before) == []
         if failing != "relay":
@@ -304,5 +310,66 @@ async def test_a_damaged_captured_reference_is_set_aside_and_captured_again(
         assert not damaged.exists()
         [aside] = damaged.parent.glob("probabilities.corrupt-*")
         assert aside.read_bytes() == b"PK\x03\x04 cut short"
+    finally:
+        await app.stop(grace=0)
+
+
+@pytest.mark.parametrize("fault", ["damaged run history", "start raises"])
+async def test_probes_that_cannot_start_are_switched_off_and_traffic_goes_on(
+    tmp_path: Path, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    runs = tmp_path / "state" / "probes" / "runs.sqlite"
+    runs.parent.mkdir(parents=True)
+    if fault == "damaged run history":
+        runs.write_bytes(b"not a database " * 100)
+        reason = (
+            f"RunStoreError: probe run history {runs} is unusable (file is not a database); "
+            "it is kept as it is: move it away to start with an empty one"
+        )
+    else:
+
+        async def broken_start(scheduler: Any) -> None:
+            raise RuntimeError("probe suites broken")
+
+        monkeypatch.setattr("service.probes.scheduler.ProbeScheduler.start", broken_start)
+        reason = "RuntimeError: probe suites broken"
+    damaged = runs.read_bytes() if runs.exists() else None
+    app = OutriderApp(settings(tmp_path, probes={"enabled": True}))
+    with capture_logs() as logs:
+        await app.start()
+    try:
+        assert app.probes is None
+        [disabled] = [e for e in logs if e["event"] == "probes.disabled"]
+        assert (disabled["log_level"], disabled["error"]) == ("error", reason)
+        admin = f"http://127.0.0.1:{app.admin.port}"  # type: ignore[union-attr]
+        async with http.get(f"{admin}/readyz") as response:
+            assert response.status == 200
+            body = await response.json()
+        assert body["checks"] == {"relay": {"ok": True, "detail": "accepting"}}
+        assert body["workers"]["probes"] == {"ok": False, "detail": f"off: {reason}"}
+        async with http.get(f"{admin}/healthz") as response:
+            workers = (await response.json())["workers"]
+        assert workers["probes"] == {"ok": False, "detail": f"off: {reason}"}
+        # The relay still takes connections.
+        _, writer = await asyncio.open_connection("127.0.0.1", app.relay.port)
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        await app.stop(grace=0)
+    # The damaged history is left for its owner to look at.
+    if damaged is not None:
+        assert runs.read_bytes() == damaged
+
+
+async def test_running_probes_are_reported_in_healthz(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    app = OutriderApp(settings(tmp_path, probes={"enabled": True}))
+    await app.start()
+    try:
+        admin = f"http://127.0.0.1:{app.admin.port}"  # type: ignore[union-attr]
+        async with http.get(f"{admin}/healthz") as response:
+            workers = (await response.json())["workers"]
+        assert workers["probes"] == {"ok": True, "detail": "running, 0 suite(s) scheduled"}
     finally:
         await app.stop(grace=0)

@@ -3,8 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from service.probes.run_store import RunRecord, RunStore
+from service.probes.run_store import RunRecord, RunStore, RunStoreError
 
 
 def _run(**overrides: object) -> RunRecord:
@@ -66,3 +67,25 @@ def test_versions_and_known_good(tmp_path: Path) -> None:
     store.record_run(_run(started_at=6.0))
     assert store.ok_runs_since("demo", "1", 5.0) == 1
     store.close()
+
+
+def test_a_damaged_history_is_a_clear_error_naming_the_file_and_is_left_as_it_is(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "probes" / "runs.sqlite"
+    path.parent.mkdir()
+    path.write_bytes(b"not a database " * 100)
+    with pytest.raises(RunStoreError) as raised:
+        RunStore(path)
+    assert str(raised.value) == (
+        f"probe run history {path} is unusable (file is not a database); it is kept as it is: "
+        "move it away to start with an empty one"
+    )
+    assert path.read_bytes() == b"not a database " * 100
+
+
+def test_a_folder_that_cannot_hold_the_history_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "probes").write_text("a file where the folder should be")
+    path = tmp_path / "probes" / "runs.sqlite"
+    with pytest.raises(RunStoreError, match=f"^probe run history {path} is unusable \\("):
+        RunStore(path)
