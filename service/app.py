@@ -20,11 +20,13 @@ import asyncio
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from service.admin.incident_routes import add_incident_routes
 from service.admin.receivers import add_receiver_routes
@@ -69,6 +71,16 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class _CountFunction(Collector):
+    """A counter whose value another object keeps (read at scrape time)."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], int]) -> None:
+        self._name, self._documentation, self._read = name, documentation, read
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation, value=self._read())
+
+
 class OutriderApp:
     """One sidecar: build with settings, `await start()`, `await stop()`."""
 
@@ -96,6 +108,20 @@ class OutriderApp:
             registry=self.registry,
             on_transition=self._on_transition,
             stale_after=settings.alert_stale_after_seconds,
+        )
+        # An incident that could not be committed (a full disk) is retried each round; an
+        # operator sees it here instead of an alert firing with no incident.
+        Gauge(
+            "outrider_alert_transitions_undelivered",
+            "Alert transitions waiting for their incident to be recorded (retried each round).",
+            registry=self.registry,
+        ).set_function(lambda: self.alerts.undelivered)
+        self.registry.register(
+            _CountFunction(
+                "outrider_alert_transition_failures",
+                "Failed attempts to record an alert transition (incident, hooks).",
+                lambda: self.alerts.callback_failures,
+            )
         )
         upstream = settings.dataplane.upstream
         # Requests that name no version get the one the upstream's ModelMetadata reports

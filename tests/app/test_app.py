@@ -373,3 +373,21 @@ async def test_running_probes_are_reported_in_healthz(
         assert workers["probes"] == {"ok": True, "detail": "running, 0 suite(s) scheduled"}
     finally:
         await app.stop(grace=0)
+
+
+def test_undelivered_alert_transitions_are_exported(tmp_path: Path) -> None:
+    """A full disk leaves transitions waiting for their incident: /metrics says so."""
+
+    class Stuck:
+        undelivered = 3
+        callback_failures = 7
+
+    app = OutriderApp(settings(tmp_path))
+    try:
+        assert app.registry.get_sample_value("outrider_alert_transitions_undelivered") == 0.0
+        assert app.registry.get_sample_value("outrider_alert_transition_failures_total") == 0.0
+        app.alerts = Stuck()  # type: ignore[assignment]
+        assert app.registry.get_sample_value("outrider_alert_transitions_undelivered") == 3.0
+        assert app.registry.get_sample_value("outrider_alert_transition_failures_total") == 7.0
+    finally:
+        app.incidents.close()
