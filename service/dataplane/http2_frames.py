@@ -3,7 +3,9 @@
 It reads a copy of the bytes in whatever chunks they arrive, reassembles header blocks
 (HEADERS + CONTINUATION, padding and priority stripped) and streams DATA payloads to a
 listener without buffering them: a listener that does not want a stream's DATA has it
-skipped by length. Nothing here touches the bytes being relayed.
+skipped by length, and so are frames the tap ignores (PING, WINDOW_UPDATE, PRIORITY,
+unknown types). Only header blocks and the small control frames it reads are buffered,
+each within a bound. Nothing here touches the bytes being relayed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ SETTINGS_HEADER_TABLE_SIZE = 0x1
 
 #: A header block larger than this is refused (the tap is then disabled for the connection).
 MAX_HEADER_BLOCK_BYTES = 1 << 20
+#: A SETTINGS, RST_STREAM or GOAWAY frame larger than this is refused the same way. Real
+#: ones are a few dozen bytes (GOAWAY may add a short debug text); buffering more would
+#: let a peer hold memory in the tap for nothing.
+MAX_CONTROL_FRAME_BYTES = 16 << 10
 
 
 class FrameError(Exception):
@@ -69,6 +75,7 @@ _MODE_PREFACE = 0
 _MODE_HEADER = 1
 _MODE_FRAME = 2
 _MODE_DATA = 3
+_MODE_SKIP = 4
 
 
 class FrameReader:
@@ -89,6 +96,7 @@ class FrameReader:
         self._pad_pending = False  # PADDED flag set, pad-length byte not read yet
         self._data_wanted = False
         self._data_length = 0
+        self._skip_left = 0  # payload bytes of an ignored frame not yet passed over
         # header block in progress (HEADERS without END_HEADERS, then CONTINUATION)
         self._block: bytearray | None = None
         self._block_stream = 0
@@ -108,6 +116,12 @@ class FrameReader:
             mode = self._mode
             if mode == _MODE_DATA:
                 pos = self._feed_data(view, pos, end)
+            elif mode == _MODE_SKIP:
+                take = min(self._skip_left, end - pos)
+                pos += take
+                self._skip_left -= take
+                if not self._skip_left:
+                    self._mode = _MODE_HEADER
             elif mode == _MODE_HEADER:
                 buf = self._buf
                 if not buf and end - pos >= 9:
@@ -177,13 +191,28 @@ class FrameReader:
                 if self._pad_pending:
                     raise FrameError("protocol", "padded DATA without pad length")
                 self._end_data()
-        elif ftype in (HEADERS, CONTINUATION) and length > MAX_HEADER_BLOCK_BYTES:
-            raise FrameError("oversized_headers", f"{length} byte header frame")
-        else:
-            self._mode = _MODE_FRAME
-            if length == 0:
-                self._mode = _MODE_HEADER
-                self._dispatch(memoryview(b""))
+        elif ftype in (HEADERS, CONTINUATION):
+            if length > MAX_HEADER_BLOCK_BYTES:
+                raise FrameError("oversized_headers", f"{length} byte header frame")
+            self._expect_payload(length)
+        elif ftype in (SETTINGS, RST_STREAM, GOAWAY):
+            if length > MAX_CONTROL_FRAME_BYTES:
+                raise FrameError("oversized_control", f"{length} byte frame of type {ftype}")
+            self._expect_payload(length)
+        elif ftype == PUSH_PROMISE:
+            # gRPC never pushes; a push would also carry a header block we cannot skip.
+            raise FrameError("unsupported", "PUSH_PROMISE")
+        elif length:
+            # PING, WINDOW_UPDATE, PRIORITY and unknown types: nothing the tap needs
+            self._mode = _MODE_SKIP
+            self._skip_left = length
+
+    def _expect_payload(self, length: int) -> None:
+        """The current frame's payload is read whole, then dispatched."""
+        self._mode = _MODE_FRAME
+        if length == 0:
+            self._mode = _MODE_HEADER
+            self._dispatch(memoryview(b""))
 
     def _feed_data(self, view: memoryview, pos: int, end: int) -> int:
         if self._pad_pending:
@@ -255,10 +284,6 @@ class FrameReader:
                 raise FrameError("protocol", "GOAWAY length")
             last = int.from_bytes(payload[0:4], "big") & 0x7FFFFFFF
             self._listener.on_goaway(last, int.from_bytes(payload[4:8], "big"))
-        elif ftype == PUSH_PROMISE:
-            # gRPC never pushes; a push would also carry a header block we cannot skip.
-            raise FrameError("unsupported", "PUSH_PROMISE")
-        # PING, WINDOW_UPDATE, PRIORITY and unknown frame types are ignored.
 
     def _on_headers(self, payload: memoryview, flags: int, sid: int) -> None:
         if sid == 0:

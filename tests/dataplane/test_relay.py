@@ -411,6 +411,7 @@ async def test_drain_after_the_upstream_half_closed(make_relay: RelayFactory) ->
             "hpack",
         ),
         ("truncated", PREFACE + frame(0, 0, 1, b"x" * 100)[:50], None),
+        ("huge_settings", PREFACE + frame(4, 0, 0, b"\x00" * 60_000), "oversized_control"),
     ],
 )
 async def test_garbage_is_relayed_byte_for_byte(
@@ -434,7 +435,7 @@ async def test_garbage_is_relayed_byte_for_byte(
     server.close()
     disabled = {
         r: sample(relay, "outrider_tap_disabled_connections_total", reason=r)
-        for r in ("not_http2", "hpack", "protocol")
+        for r in ("not_http2", "hpack", "protocol", "oversized_control")
     }
     assert sum(disabled.values()) == (0.0 if reason is None else 1.0)
     if reason is not None:

@@ -82,6 +82,12 @@ def synthetic_session() -> list[tuple[bool, bytes]]:
          + f.data(1, f.grpc_message(compressed, compressed=True))
          + f.headers(server, 1, [("grpc-status", "0")], end_stream=True))
     )  # fmt: skip
+    # frames the tap skips by length: PING, WINDOW_UPDATE, PRIORITY, an unknown type
+    events.append(
+        (True, f.frame(0x6, 0, 0, b"pingpong") + f.frame(0x8, 0, 0, b"\x00\x01\x00\x00")
+         + f.frame(0x2, 0, 3, b"\x00\x00\x00\x00\x10") + f.frame(0xFA, 0, 0, b"x" * 300))
+    )  # fmt: skip
+    events.append((False, f.frame(0x6, 0x1, 0, b"pingpong") + f.frame(0xFA, 0x5, 1, b"y" * 70)))
     # stream 3: a probe answered trailers-only with NOT_FOUND
     events.append(
         (True, f.headers(client, 3, f.request_headers(INFER, **{"x-outrider-probe": "1"}))
