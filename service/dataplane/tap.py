@@ -15,6 +15,8 @@ what the relay has already forwarded.
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import unquote
 
@@ -30,6 +32,11 @@ from service.dataplane.sampling import Sampler
 HEAD_BYTES = 512
 #: Concurrent streams tracked per connection before the tap gives up on it.
 MAX_TRACKED_STREAMS = 4096
+#: Request messages of a sampled ModelStreamInfer stream kept while they wait for their
+#: response, by count and by payload bytes; past either the oldest is dropped. The newest
+#: is always kept, so a single message may reach `max_message_bytes`.
+MAX_PENDING_REQUESTS = 64
+MAX_PENDING_REQUEST_BYTES = 4 << 20
 
 INFER_METHOD = "ModelInfer"
 STREAM_INFER_METHOD = "ModelStreamInfer"
@@ -43,7 +50,8 @@ class TapEvents(Protocol):
         ...
 
     def sample_outcome(self, outcome: str) -> None:
-        """A sampling decision or failure: 'skipped' (not chosen) or 'error'."""
+        """A sampling decision or failure: 'skipped' (not chosen), 'error' (a message
+        could not be kept) or 'dropped' (a streaming request given up while it waited)."""
         ...
 
     def tap_failed(self, connection_id: int, reason: str, error: BaseException) -> None:
@@ -64,10 +72,11 @@ class _Stream:
         "method",
         "model_name",
         "model_version",
+        "pending_bytes",
+        "pending_requests",
         "probe",
         "req_bytes",
         "req_messages",
-        "req_start_times",
         "resp_bytes",
         "resp_messages",
         "response_headers_seen",
@@ -96,8 +105,10 @@ class _Stream:
         self.response_headers_seen = False
         self.model_name = ""
         self.model_version = ""
-        # arrival times of unpaired request messages (streaming pairing)
-        self.req_start_times: list[float] = []
+        # streaming: (arrival time, payload) of request messages not yet answered, oldest
+        # first; each response is paired with the oldest
+        self.pending_requests: deque[tuple[float, bytes]] = deque()
+        self.pending_bytes = 0
 
 
 def _header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -108,7 +119,12 @@ def _header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | No
 
 
 _HIGH_BIT_BYTES = bytes(range(0x80, 0x100))
-_MAX_CACHED_BLOCKS = 256
+#: The decoded-block cache of one direction, in bytes: each entry costs its block plus the
+#: HPACK size of its headers (RFC 7541 4.1: name + value + 32, which also roughly covers
+#: the Python objects). A block costing more than the per-entry bound is never cached:
+#: gRPC's repeated blocks are small, and a peer must not make the cache hold large ones.
+_MAX_CACHED_BLOCK_COST = 4 << 10
+_MAX_CACHE_COST = 64 << 10
 
 
 def _hpack_int(block: bytes, pos: int, prefix_bits: int) -> tuple[int, int]:
@@ -169,6 +185,7 @@ class _Direction:
         # gRPC peers repeat the same blocks on every call once their headers are indexed
         # (request headers, response headers, trailers), so most decodes become lookups.
         self._neutral_blocks: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        self.cache_cost = 0  # of `_neutral_blocks`, as counted for `_MAX_CACHE_COST`
 
     def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
         cached = self._neutral_blocks.get(block)
@@ -179,12 +196,18 @@ class _Direction:
             headers: list[tuple[bytes, bytes]] = self.decoder.decode(block, raw=True)  # type: ignore[assignment]
         except hpack.HPACKError as err:
             raise FrameError("hpack", f"{type(err).__name__}: {err}") from None
-        if neutral:
-            if len(self._neutral_blocks) >= _MAX_CACHED_BLOCKS:
-                self._neutral_blocks.clear()
-            self._neutral_blocks[block] = headers
-        else:
+        if not neutral:
             self._neutral_blocks.clear()  # the table may have changed
+            self.cache_cost = 0
+            return headers
+        cost = len(block) + sum(len(name) + len(value) + 32 for name, value in headers)
+        if cost > _MAX_CACHED_BLOCK_COST:
+            return headers
+        if self.cache_cost + cost > _MAX_CACHE_COST:
+            self._neutral_blocks.clear()
+            self.cache_cost = 0
+        self._neutral_blocks[block] = headers
+        self.cache_cost += cost
         return headers
 
     def on_header_block(self, stream_id: int, block: bytes, end_stream: bool) -> None:
@@ -226,8 +249,10 @@ class ConnectionTap:
         sampler: Sampler,
         *,
         max_message_bytes: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.connection_id = connection_id
+        self._clock = clock  # wall-clock times of observations; tests pass a fake one
         self._events = events
         self._sampler = sampler
         self._limit = max_message_bytes
@@ -302,7 +327,7 @@ class ConnectionTap:
                 path.decode("utf-8", "replace"),
                 authority.decode("utf-8", "replace"),
                 probe,
-                time.time(),
+                self._clock(),
             )
             self._streams[sid] = stream
             if stream.infer:
@@ -401,7 +426,8 @@ class ConnectionTap:
         stream.resp_messages = None
         stream.head_req = None
         stream.head_resp = None
-        stream.req_start_times.clear()
+        stream.pending_requests.clear()
+        stream.pending_bytes = 0
         self._events.sample_outcome("error")
 
     def _read_head(self, stream: _Stream, from_client: bool) -> None:
@@ -429,8 +455,22 @@ class ConnectionTap:
             stream.model_name = name
             stream.model_version = stream.model_version or version
         if stream.streaming:
-            now = time.time()
-            stream.req_start_times.extend(now for _ in assembler.messages)
+            # only messages completed by this chunk arrive now; older ones are queued already
+            now = self._clock()
+            for message in assembler.take():
+                self._queue_request(stream, now, message)
+
+    def _queue_request(self, stream: _Stream, now: float, message: bytes) -> None:
+        pending = stream.pending_requests
+        pending.append((now, message))
+        stream.pending_bytes += len(message)
+        # a server that never answers some requests must not make the stream hoard them
+        while len(pending) > 1 and (
+            len(pending) > MAX_PENDING_REQUESTS or stream.pending_bytes > MAX_PENDING_REQUEST_BYTES
+        ):
+            _, dropped = pending.popleft()
+            stream.pending_bytes -= len(dropped)
+            self._events.sample_outcome("dropped")
 
     def _responses_ready(self, sid: int, stream: _Stream, assembler: MessageAssembler) -> None:
         if not assembler.messages:
@@ -441,14 +481,16 @@ class ConnectionTap:
             stream.model_version = version or stream.model_version
         if not stream.streaming:
             return
-        requests = stream.req_messages
-        if requests is None:
+        if stream.req_messages is None:
             return
-        now = time.time()
+        now = self._clock()
+        pending = stream.pending_requests
         for response in assembler.take():
-            pending = requests.messages
-            request = pending.pop(0) if pending else None
-            started = stream.req_start_times.pop(0) if stream.req_start_times else now
+            request: bytes | None = None
+            started = now
+            if pending:
+                started, request = pending.popleft()
+                stream.pending_bytes -= len(request)
             req_size = 5 + len(request) if request is not None else 0
             resp_size = 5 + len(response)
             stream.req_bytes -= req_size
@@ -485,7 +527,9 @@ class ConnectionTap:
         resp_msgs: tuple[bytes, ...] = ()
         if sampled:
             if stream.req_messages is not None:
-                req_msgs = tuple(stream.req_messages.take())
+                # streaming requests still unanswered, or the messages of a unary call
+                unanswered = [message for _, message in stream.pending_requests]
+                req_msgs = (*unanswered, *stream.req_messages.take())
             if stream.resp_messages is not None:
                 resp_msgs = tuple(stream.resp_messages.take())
         self._events.observed(
@@ -495,7 +539,7 @@ class ConnectionTap:
                 method=stream.method,
                 authority=stream.authority,
                 start_time=stream.start_time,
-                end_time=time.time(),
+                end_time=self._clock(),
                 request_bytes=stream.req_bytes,
                 response_bytes=stream.resp_bytes,
                 grpc_status=stream.grpc_status,

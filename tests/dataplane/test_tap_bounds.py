@@ -1,0 +1,206 @@
+"""The tap's time pairing of streaming messages and the memory a peer can make it hold."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import hpack
+import pytest
+
+from service.dataplane.http2_frames import GOAWAY, RST_STREAM, SETTINGS
+from service.dataplane.sampling import Sampler
+from service.dataplane.tap import (
+    _MAX_CACHE_COST,
+    MAX_PENDING_REQUEST_BYTES,
+    MAX_PENDING_REQUESTS,
+    ConnectionTap,
+)
+from service.oip import open_inference_pb2 as pb
+from tests.dataplane import frames as f
+from tests.dataplane.test_tap import INFER, STREAM, STREAM_RESPONSE, Recorder
+
+
+class FakeClock:
+    """A wall clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def request(i: int) -> bytes:
+    return pb.ModelInferRequest(model_name="demo", id=f"r{i}").SerializeToString()
+
+
+def open_stream(limit: int = 1 << 20) -> tuple[ConnectionTap, Recorder, FakeClock]:
+    """A tap with one sampled ModelStreamInfer stream (id 1) whose response headers came."""
+    events, clock = Recorder(), FakeClock()
+    tap = ConnectionTap(7, events, Sampler(1.0, 1e9, seed=0), max_message_bytes=limit, clock=clock)
+    tap.feed_client(
+        f.PREFACE + f.settings() + f.headers(hpack.Encoder(), 1, f.request_headers(STREAM))
+    )
+    tap.feed_server(f.settings() + f.headers(hpack.Encoder(), 1, [(":status", "200")]))
+    return tap, events, clock
+
+
+def in_stream(events: Recorder) -> list[tuple[tuple[bytes, ...], float]]:
+    """(request messages, duration) of each in-stream observation."""
+    return [
+        (obs.request_messages, obs.end_time - obs.start_time)
+        for obs, end in events.observations
+        if not end
+    ]
+
+
+def test_each_response_gets_its_own_request_time() -> None:
+    """The client stays one request ahead: every pairing keeps its own arrival time."""
+    tap, events, clock = open_stream()
+    stream = tap._streams[1]  # noqa: SLF001
+    tap.feed_client(f.data(1, f.grpc_message(request(0))))
+    expected = []
+    for i in range(200):
+        gap = 0.001 * (i % 7 + 1)
+        clock.now = 1000.0 + 0.5 * (i + 1)  # request k arrives at 1000 + 0.5 k
+        tap.feed_client(f.data(1, f.grpc_message(request(i + 1))))
+        clock.now += gap
+        tap.feed_server(f.data(1, f.grpc_message(STREAM_RESPONSE)))
+        # response i answers request i, sent half a second before request i + 1
+        expected.append(((request(i),), 0.5 + gap))
+        assert len(stream.pending_requests) == 1
+        assert stream.pending_bytes == len(request(i + 1))
+    got = in_stream(events)
+    assert [r for r, _ in got] == [r for r, _ in expected]
+    assert [d for _, d in got] == pytest.approx([d for _, d in expected])
+
+
+def test_messages_completed_in_one_chunk_share_its_time() -> None:
+    tap, events, clock = open_stream()
+    stream = tap._streams[1]  # noqa: SLF001
+    tap.feed_client(f.data(1, f.grpc_message(request(0)) + f.grpc_message(request(1))))
+    clock.now += 1.0
+    partial = f.data(1, f.grpc_message(request(2)))
+    tap.feed_client(partial[:20])  # request 2 is not complete: no time recorded for it
+    clock.now += 1.0
+    tap.feed_client(partial[20:])
+    assert [t for t, _ in stream.pending_requests] == [1000.0, 1000.0, 1002.0]
+    clock.now += 1.0
+    tap.feed_server(f.data(1, f.grpc_message(STREAM_RESPONSE) * 3))
+    assert in_stream(events) == [((request(0),), 3.0), ((request(1),), 3.0), ((request(2),), 1.0)]
+    assert not stream.pending_requests
+    assert stream.pending_bytes == 0
+
+
+def test_unanswered_requests_are_capped_by_count() -> None:
+    tap, events, _ = open_stream()
+    stream = tap._streams[1]  # noqa: SLF001
+    extra = 10
+    for i in range(MAX_PENDING_REQUESTS + extra):
+        tap.feed_client(f.data(1, f.grpc_message(request(i))))
+        assert len(stream.pending_requests) == min(i + 1, MAX_PENDING_REQUESTS)
+    assert events.outcomes == ["dropped"] * extra
+    # the oldest were dropped: the next response pairs with the oldest kept
+    tap.feed_server(f.data(1, f.grpc_message(STREAM_RESPONSE)))
+    assert [r for r, _ in in_stream(events)] == [(request(extra),)]
+    tap.close()
+    last, rpc_end = events.observations[-1]
+    assert rpc_end
+    assert last.request_messages == tuple(
+        request(i) for i in range(extra + 1, MAX_PENDING_REQUESTS + extra)
+    )
+    assert events.failures == []
+
+
+def test_unanswered_requests_are_capped_by_bytes() -> None:
+    big = MAX_PENDING_REQUEST_BYTES // 3 + 1  # three of them are over the byte cap
+    tap, events, _ = open_stream(limit=2 * MAX_PENDING_REQUEST_BYTES)
+    stream = tap._streams[1]  # noqa: SLF001
+    for i in range(5):
+        tap.feed_client(f.data(1, f.grpc_message(bytes([i]) * big)))
+    assert [m[0] for _, m in stream.pending_requests] == [3, 4]
+    assert stream.pending_bytes == 2 * big
+    assert events.outcomes == ["dropped"] * 3
+    # a single message beyond the byte cap (but within the message limit) is still kept
+    tap.feed_client(f.data(1, f.grpc_message(b"\x07" * (MAX_PENDING_REQUEST_BYTES + 1))))
+    assert [m[0] for _, m in stream.pending_requests] == [7]
+    assert stream.pending_bytes == MAX_PENDING_REQUEST_BYTES + 1
+    assert events.outcomes == ["dropped"] * 5
+    assert events.failures == []
+
+
+def literal_not_indexed(name: bytes, value: bytes) -> bytes:
+    """One HPACK literal field without indexing, new name, raw strings (RFC 7541 6.2.2)."""
+
+    def string(raw: bytes) -> bytes:
+        n = len(raw)
+        if n < 127:
+            return bytes([n]) + raw
+        out = bytearray([127])
+        n -= 127
+        while n >= 128:
+            out.append((n & 0x7F) | 0x80)
+            n >>= 7
+        out.append(n)
+        return bytes(out) + raw
+
+    return b"\x00" + string(name) + string(value)
+
+
+def test_large_header_blocks_are_not_cached() -> None:
+    events = Recorder()
+    tap = ConnectionTap(7, events, Sampler(0.0, 1e9, seed=0), max_message_bytes=1 << 20)
+    encoder = hpack.Encoder()
+    tap.feed_client(f.PREFACE + f.settings() + f.headers(encoder, 1, f.request_headers(INFER)))
+    fields = encoder.encode(f.request_headers(INFER))  # now all indexed: table neutral
+    tracemalloc.start()
+    try:
+        for i in range(256):
+            pad = literal_not_indexed(b"x-pad", b"%05d" % i + b"v" * 60_000)
+            tap.feed_client(f.frame(1, 0x4, 3 + 2 * i, fields + pad))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    direction = tap._client  # noqa: SLF001
+    assert direction._neutral_blocks == {}  # noqa: SLF001
+    assert direction.cache_cost == 0
+    assert held < 2_000_000  # 256 streams and their small state; the blocks were 15 MB
+    # small repeated blocks are still cached, within the budget
+    for i in range(2000):
+        tap.feed_client(
+            f.frame(1, 0x4, 1000 + 2 * i, fields + literal_not_indexed(b"x-i", b"%d" % i))
+        )
+    assert 0 < direction.cache_cost <= _MAX_CACHE_COST
+    assert len(direction._neutral_blocks) > 10  # noqa: SLF001
+    assert events.failures == []
+
+
+def test_ignored_frames_are_skipped_without_buffering() -> None:
+    events = Recorder()
+    tap = ConnectionTap(7, events, Sampler(1.0, 1e9, seed=0), max_message_bytes=1 << 20)
+    huge = f.frame(0xFA, 0, 0, b"z" * ((1 << 24) - 1))  # unknown type, largest frame
+    ping = f.frame(0x6, 0, 0, b"12345678")
+    call = f.headers(hpack.Encoder(), 1, f.request_headers(INFER), end_stream=True)
+    session = f.PREFACE + f.settings() + huge + ping + huge + call
+    tracemalloc.start()
+    try:
+        for start in range(0, len(session), 1 << 16):
+            tap.feed_client(session[start : start + (1 << 16)])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+    assert events.failures == []
+    assert tap.open_streams == 1
+    assert tap.client_reader.at_frame_boundary
+
+
+@pytest.mark.parametrize("ftype", [SETTINGS, GOAWAY, RST_STREAM])
+def test_oversized_control_frame_disables_the_tap(ftype: int) -> None:
+    events = Recorder()
+    tap = ConnectionTap(7, events, Sampler(1.0, 1e9, seed=0), max_message_bytes=1 << 20)
+    frame = f.frame(ftype, 0, 1 if ftype == RST_STREAM else 0, b"\x00" * (1 << 20))
+    tap.feed_client(f.PREFACE + frame[:9])  # refused from its header, nothing buffered
+    assert events.failures == ["oversized_control"]
+    tap.feed_client(frame[9:])
+    assert events.failures == ["oversized_control"]
