@@ -50,6 +50,7 @@ ANNOUNCED_METRICS: frozenset[str] = frozenset(
         "outrider_probe_runs_total",
         "outrider_probe_regression",
         "outrider_incidents_open",
+        "outrider_alert_transitions_undelivered",
     }
 )
 HISTOGRAMS: frozenset[str] = frozenset({"outrider_request_duration_seconds"})
