@@ -92,8 +92,13 @@ class ActionRecord:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
         return {
-            "id": self.id, "incident_id": self.incident_id, "at": self.at, "hook": self.hook,
-            "action": self.action, "outcome": self.outcome, "detail": self.detail,
+            "id": self.id,
+            "incident_id": self.incident_id,
+            "at": self.at,
+            "hook": self.hook,
+            "action": self.action,
+            "outcome": self.outcome,
+            "detail": self.detail,
         }
 
 
@@ -122,11 +127,18 @@ class Incident:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of every field, with `status` and the actions."""
         return {
-            "id": self.id, "alert": self.alert, "severity": self.severity,
-            "status": self.status, "model": self.model, "version": self.version,
-            "labels": self.labels, "annotations": self.annotations,
-            "started_at": self.started_at, "ended_at": self.ended_at,
-            "evidence": self.evidence, "plot_path": self.plot_path,
+            "id": self.id,
+            "alert": self.alert,
+            "severity": self.severity,
+            "status": self.status,
+            "model": self.model,
+            "version": self.version,
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "evidence": self.evidence,
+            "plot_path": self.plot_path,
             "actions": [action.to_json() for action in self.actions],
         }
 
@@ -267,15 +279,30 @@ class IncidentStore:
             cursor = db.execute(
                 "INSERT INTO incidents (alert, severity, instance_key, labels, annotations, "
                 "model, version, started_at, evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (alert, severity, key, _dumps(dict(labels)), _dumps(dict(annotations or {})),
-                 model, version, float(started_at), _dumps(evidence)),
+                (
+                    alert,
+                    severity,
+                    key,
+                    _dumps(dict(labels)),
+                    _dumps(dict(annotations or {})),
+                    model,
+                    version,
+                    float(started_at),
+                    _dumps(evidence),
+                ),
             )
             assert cursor.lastrowid is not None
             return cursor.lastrowid
 
         incident_id = self._write(insert)
-        _log.info("incident_opened", incident_id=incident_id, alert=alert, model=model,
-                  version=version, severity=severity)
+        _log.info(
+            "incident_opened",
+            incident_id=incident_id,
+            alert=alert,
+            model=model,
+            version=version,
+            severity=severity,
+        )
         return incident_id
 
     def find_open_incident(self, alert: str, labels: Mapping[str, str]) -> int | None:
@@ -332,11 +359,14 @@ class IncidentStore:
         at = self.clock()
 
         def insert(db: sqlite3.Connection) -> int:
-            if incident_id is not None and db.execute(
-                "SELECT 1 FROM incidents WHERE id = ?", (incident_id,)
-            ).fetchone() is None:
-                _log.warning("action_for_unknown_incident", incident_id=incident_id, hook=hook,
-                             action=action)
+            if (
+                incident_id is not None
+                and db.execute("SELECT 1 FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+                is None
+            ):
+                _log.warning(
+                    "action_for_unknown_incident", incident_id=incident_id, hook=hook, action=action
+                )
             cursor = db.execute(
                 "INSERT INTO actions (incident_id, at, hook, action, outcome, detail) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -355,8 +385,11 @@ class IncidentStore:
             raise ValueError(f"status must be one of {INCIDENT_STATUSES} or None, got {status!r}")
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
-        where = {None: "", "open": "WHERE ended_at IS NULL", "resolved":
-                 "WHERE ended_at IS NOT NULL"}[status]
+        where = {
+            None: "",
+            "open": "WHERE ended_at IS NULL",
+            "resolved": "WHERE ended_at IS NOT NULL",
+        }[status]
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {_INCIDENT_COLUMNS} FROM incidents {where} "
@@ -408,15 +441,28 @@ _INCIDENT_COLUMNS = (
 
 def _incident(row: Sequence[Any], actions: Iterable[ActionRecord]) -> Incident:
     return Incident(
-        id=int(row[0]), alert=row[1], severity=row[2], model=row[3], version=row[4],
-        labels=json.loads(row[5]), annotations=json.loads(row[6]), started_at=float(row[7]),
-        ended_at=None if row[8] is None else float(row[8]), evidence=json.loads(row[9]),
-        plot_path=row[10], actions=tuple(actions),
+        id=int(row[0]),
+        alert=row[1],
+        severity=row[2],
+        model=row[3],
+        version=row[4],
+        labels=json.loads(row[5]),
+        annotations=json.loads(row[6]),
+        started_at=float(row[7]),
+        ended_at=None if row[8] is None else float(row[8]),
+        evidence=json.loads(row[9]),
+        plot_path=row[10],
+        actions=tuple(actions),
     )
 
 
 def _action(row: Sequence[Any]) -> ActionRecord:
     return ActionRecord(
-        id=int(row[0]), incident_id=None if row[1] is None else int(row[1]), at=float(row[2]),
-        hook=row[3], action=row[4], outcome=row[5], detail=json.loads(row[6]),
+        id=int(row[0]),
+        incident_id=None if row[1] is None else int(row[1]),
+        at=float(row[2]),
+        hook=row[3],
+        action=row[4],
+        outcome=row[5],
+        detail=json.loads(row[6]),
     )
