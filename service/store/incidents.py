@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,6 +64,20 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# Incidents deleted per transaction when pruning, so the alert thread's own writes (a new
+# incident) wait for one small batch at most; also well under SQLite's bound parameters.
+PRUNE_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentPruning:
+    """What one pruning removed."""
+
+    incidents: int
+    actions: int
+    plots: int
 
 
 class IncidentStoreError(RuntimeError):
@@ -377,6 +392,54 @@ class IncidentStore:
 
         self._write(insert)
 
+    def prune_resolved(self, ended_before: float) -> IncidentPruning:
+        """Deletes incidents resolved before `ended_before`, their actions and plot files.
+
+        Open incidents are never touched, whatever their age. A plot file already gone is
+        fine; one that cannot be removed keeps its incident for the next pruning, so no plot
+        is left behind with nothing pointing at it. Actions that name no incident stay.
+
+        Freed pages stay in the file and are reused by later incidents: `incremental_vacuum`
+        does nothing on a file created without `auto_vacuum=INCREMENTAL`, and a full VACUUM
+        would rewrite the whole file while holding the lock new incidents need.
+        """
+        incidents = actions = plots = 0
+        after = 0
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT id, plot_path FROM incidents WHERE ended_at IS NOT NULL"
+                    " AND ended_at < ? AND id > ? ORDER BY id LIMIT ?",
+                    (float(ended_before), after, PRUNE_BATCH),
+                ).fetchall()
+            if not rows:
+                break
+            after = int(rows[-1][0])
+            # Files first, outside the database lock: a failed unlink keeps the row instead.
+            removable: list[int] = []
+            for incident_id, plot_path in rows:
+                if plot_path is not None:
+                    try:
+                        os.unlink(plot_path)
+                        plots += 1
+                    except FileNotFoundError:
+                        pass
+                    except OSError as error:
+                        _log.warning(
+                            "incident_plot_not_removed",
+                            incident_id=incident_id,
+                            path=plot_path,
+                            error=str(error),
+                        )
+                        continue
+                removable.append(int(incident_id))
+            if removable:
+                actions += self._write(partial(_delete_incidents, removable))
+                incidents += len(removable)
+            if len(rows) < PRUNE_BATCH:
+                break
+        return IncidentPruning(incidents=incidents, actions=actions, plots=plots)
+
     def list_incidents(
         self, status: IncidentStatus | None = None, limit: int = 50
     ) -> list[Incident]:
@@ -431,6 +494,17 @@ class IncidentStore:
         for row in rows:
             grouped.setdefault(int(row[1]), []).append(_action(row))
         return {key: tuple(value) for key, value in grouped.items()}
+
+
+def _delete_incidents(incident_ids: Sequence[int], db: sqlite3.Connection) -> int:
+    """Deletes incidents and their actions (one transaction); returns the actions removed."""
+    marks = ",".join("?" * len(incident_ids))
+    actions = db.execute(
+        f"DELETE FROM actions WHERE incident_id IN ({marks})", tuple(incident_ids)
+    ).rowcount
+    # Resolved incidents never reopen, so the ids selected for pruning are still prunable.
+    db.execute(f"DELETE FROM incidents WHERE id IN ({marks})", tuple(incident_ids))
+    return int(actions)
 
 
 _INCIDENT_COLUMNS = (
