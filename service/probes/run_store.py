@@ -54,6 +54,16 @@ CREATE TABLE IF NOT EXISTS probe_known_good (
 """
 
 
+# Runs deleted per transaction when pruning: the scheduler's writes wait (SQLite's busy
+# timeout) only for one small batch, never for the whole backlog of a first pruning.
+PRUNE_BATCH = 500
+
+
+def run_store_path(state_dir: Path) -> Path:
+    """Where a state directory keeps its probe run history."""
+    return Path(state_dir) / "probes" / "runs.sqlite"
+
+
 class RunStoreError(Exception):
     """The run history cannot be opened (a damaged or foreign file, a folder not writable)."""
 
@@ -174,6 +184,41 @@ class RunStore:
             row = cursor.fetchone()
             names = [d[0] for d in cursor.description]
         return None if row is None else self._record(dict(zip(names, row, strict=True)))
+
+    def prune_runs(self, started_before: float) -> int:
+        """Deletes runs started before `started_before`; returns how many went.
+
+        Kept whatever their age: the latest ok run of each model's known-good version, per
+        suite and suite digest, since that is the baseline `last_ok_run` hands the next
+        version's regression test (a suite changed and changed back finds its old baseline
+        again). The version and known-good tables are promotion state and are not touched.
+
+        Freed pages stay in the file and are reused by later runs: `incremental_vacuum` does
+        nothing on a file created without `auto_vacuum=INCREMENTAL`, and a full VACUUM would
+        rewrite the whole file while holding the write lock the scheduler needs.
+        """
+        deleted = 0
+        while True:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    cursor = self._db.execute(
+                        "DELETE FROM probe_runs WHERE id IN ("
+                        " SELECT id FROM probe_runs WHERE started_at < ? AND id NOT IN ("
+                        "  SELECT MAX(r.id) FROM probe_runs r JOIN probe_known_good k"
+                        "   ON r.model = k.model AND r.version = k.version"
+                        "  WHERE r.outcome = 'ok' GROUP BY r.model, r.suite, r.suite_digest)"
+                        " LIMIT ?)",
+                        (started_before, PRUNE_BATCH),
+                    )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            deleted += cursor.rowcount
+            if cursor.rowcount < PRUNE_BATCH:
+                return deleted
 
     @staticmethod
     def _record(row: dict[str, Any]) -> RunRecord:

@@ -35,7 +35,7 @@ from service.probes.metrics import ProbeMetrics
 from service.probes.rate_limit import ProbeRateLimiter
 from service.probes.regression import RegressionVerdict, paired_regression
 from service.probes.replay import PROBE_METADATA, ModelAnswerError, ProbeReplayer
-from service.probes.run_store import RunOutcome, RunRecord, RunStore
+from service.probes.run_store import RunOutcome, RunRecord, RunStore, run_store_path
 from service.probes.settings import ProbeSettings, ScheduleSettings, SuiteSettings
 from service.probes.signature import ModelSignature, SuiteMismatchError
 from service.probes.square_attack import SquareAttack
@@ -91,7 +91,7 @@ class ProbeScheduler:
         self.metrics = ProbeMetrics(
             registry, max_versions_per_model=settings.max_versions_per_model
         )
-        self.store = RunStore(Path(state_dir) / "probes" / "runs.sqlite")
+        self.store = RunStore(run_store_path(state_dir))
         self.on_reading = on_reading
         self._clock = clock
         self.suites: dict[str, LoadedSuite] = {}

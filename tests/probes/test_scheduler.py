@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from service.monitor.readings import ProbeReading
 from service.probes.builder import BuildOptions, build_suite
+from service.probes.run_store import RunStore, run_store_path
 from service.probes.scheduler import ProbeScheduler
 from service.probes.settings import ProbeSettings
 from service.probes.signature import TensorSpec
@@ -148,6 +149,47 @@ async def test_worse_new_version_is_a_regression_against_known_good(
     labels = {"model": "demo", "version": "2", "suite": "digits-c"}
     assert _value(registry, "outrider_probe_regression", **labels) == 1.0
     assert _value(registry, "outrider_probe_flip_ratio", **labels) > 0.0
+
+
+async def test_after_pruning_a_new_version_is_still_judged_against_the_known_good_baseline(
+    served: RecordingServer, suite_path: Path, demo_model_path: Path, tmp_path: Path
+) -> None:
+    now = [1_800_000_000.0]
+    readings: list[ProbeReading] = []
+    scheduler = ProbeScheduler(
+        _settings(suite_path),
+        target=served.target,
+        state_dir=tmp_path,
+        registry=CollectorRegistry(),
+        on_reading=readings.append,
+        clock=lambda: now[0],
+    )
+    scheduler.load_suites()
+    try:
+        for _ in range(3):
+            run = await scheduler.run_suite("digits-c")
+            assert run is not None and run.outcome == "ok"
+        assert scheduler.store.known_good("demo") == "1"
+        last_v1 = run.id
+        # Months later every run is past a 90-day horizon. Pruning happens on its own
+        # connection while the scheduler's stays open, as outrider's alert thread does it.
+        now[0] += 200 * 86400
+        pruner = RunStore(run_store_path(tmp_path))
+        try:
+            assert pruner.prune_runs(now[0] - 90 * 86400) == 2
+        finally:
+            pruner.close()
+        assert [r.id for r in scheduler.store.runs()] == [last_v1]
+
+        served.roll_out(degraded_copy(demo_model_path, tmp_path / "v2.onnx", noise=1.5), "2")
+        second = await scheduler.run_suite("digits-c")
+    finally:
+        await scheduler.stop()
+    assert second is not None and second.version == "2"
+    assert second.baseline_version == "1"
+    assert second.regression is True
+    assert readings[-1].regression is True
+    assert readings[-1].baseline_accuracy == pytest.approx(readings[0].accuracy)
 
 
 def _free_port() -> int:
