@@ -4,8 +4,9 @@ Threads and loops, and why:
 - the event loop runs the relay, the admin HTTP server, the hook dispatcher and the probe
   scheduler: all I/O-bound;
 - the monitor worker thread decodes sampled traffic and updates detectors (numpy);
-- the alert thread evaluates rules, commits incidents to SQLite, draws plots and writes
-  checkpoints, so no fsync or matplotlib call ever runs on the loop that relays traffic;
+- the alert thread evaluates rules, commits incidents to SQLite, draws plots, writes
+  checkpoints and prunes old state (`retention`), so no fsync or matplotlib call ever runs
+  on the loop that relays traffic;
 - admin handlers hand their blocking calls (SQLite, metric collection, incidents for
   alerts received from Alertmanager) to worker threads, for the same reason.
 
@@ -17,10 +18,13 @@ reason probes that cannot start are switched off, logged and reported, and start
 from __future__ import annotations
 
 import asyncio
+import calendar
+import re
 import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
@@ -43,8 +47,9 @@ from service.monitor.pipeline import MonitorPipeline
 from service.monitor.reading_history import ReadingHistory
 from service.monitor.readings import DetectorReading, ProbeReading
 from service.monitor.reference import set_aside_unreadable_captures
+from service.probes.run_store import RunStore, run_store_path
 from service.store.checkpoints import CheckpointStore
-from service.store.incidents import IncidentStore
+from service.store.incidents import IncidentPruning, IncidentStore
 from service.store.state_dir import prepare_state_dir
 from service.version import __version__
 
@@ -61,6 +66,8 @@ _CHECKPOINT_FORMAT = 1
 # How long stop waits for the alert thread to finish its evaluation (a plot, a commit).
 ALERT_THREAD_JOIN_SECONDS = 10.0
 ALERT_STALL_ROUNDS = 10
+# The UTC time checkpoints and references put in the name of a file they set aside.
+_SET_ASIDE_STAMP = re.compile(r"\.corrupt-(\d{8}T\d{6}Z)")
 
 
 class ListenerError(OSError):
@@ -69,6 +76,49 @@ class ListenerError(OSError):
 
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def remove_set_aside_files(root: Path, older_than: float) -> int:
+    """Deletes the `*.corrupt-*` files under `root` set aside before `older_than` (epoch).
+
+    A file's age is the later of its mtime and the time in its name: a rename keeps the
+    mtime, so a reference written long ago and set aside today would otherwise look old at
+    once and be gone before anyone could look at it. Returns how many files went.
+    """
+    removed = 0
+    for path in root.rglob("*.corrupt-*"):
+        try:
+            if path.is_symlink() or not path.is_file():
+                continue
+            if max(path.stat().st_mtime, _set_aside_time(path.name)) >= older_than:
+                continue
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed += 1
+    return removed
+
+
+def _set_aside_time(name: str) -> float:
+    stamp = _SET_ASIDE_STAMP.search(name)
+    if stamp is None:
+        return 0.0
+    try:
+        return float(calendar.timegm(time.strptime(stamp.group(1), "%Y%m%dT%H%M%SZ")))
+    except ValueError:  # not a date after all: the mtime alone decides
+        return 0.0
+
+
+def prune_probe_runs(state_root: Path, started_before: float) -> int:
+    """Prunes the probe run history, on its own connection (so whether or not probes run)."""
+    path = run_store_path(state_root)
+    if not path.exists():
+        return 0
+    store = RunStore(path)
+    try:
+        return store.prune_runs(started_before)
+    finally:
+        store.close()
 
 
 class _CountFunction(Collector):
@@ -364,6 +414,8 @@ class OutriderApp:
         interval = self.settings.alert_evaluation_seconds
         checkpoint_every = self.settings.checkpoints.interval_seconds
         next_checkpoint = time.monotonic() + checkpoint_every
+        retention = self.settings.retention
+        next_pruning = time.monotonic()  # the first round prunes, then every interval
         while not self._stopping.wait(interval):
             try:
                 with self._alert_lock:
@@ -374,6 +426,40 @@ class OutriderApp:
             if time.monotonic() >= next_checkpoint:
                 self._checkpoint()
                 next_checkpoint = time.monotonic() + checkpoint_every
+            if retention.enabled and time.monotonic() >= next_pruning:
+                self._prune_state()
+                next_pruning = time.monotonic() + retention.interval_hours * 3600
+
+    def _prune_state(self) -> None:
+        """Deletes state older than `retention.days`, part by part; one info line of counts.
+
+        A part that fails is logged and left for the next interval; the others still run.
+        Between parts a stop request wins, so a long first pruning cannot hold up shutdown's
+        final checkpoint for more than one part.
+        """
+        days = self.settings.retention.days
+        horizon = time.time() - days * 86400.0
+        root = self.state_dir.root
+        parts: dict[str, Callable[[], dict[str, int]]] = {
+            "incidents": lambda: _as_counts(self.incidents.prune_resolved(horizon)),
+            "probe_runs": lambda: {"probe_runs": prune_probe_runs(root, horizon)},
+            "set_aside_files": lambda: {"set_aside_files": remove_set_aside_files(root, horizon)},
+        }
+        counts: dict[str, int] = {}
+        failed: list[str] = []
+        for name, prune in parts.items():
+            if self._stopping.is_set():
+                return
+            try:
+                counts.update(prune())
+            except Exception:  # a locked or full disk: the next interval tries again
+                log.exception(
+                    "state_pruning_failed",
+                    part=name,
+                    retry_in_hours=self.settings.retention.interval_hours,
+                )
+                failed.append(name)
+        log.info("state_pruned", older_than_days=days, failed=failed, **counts)
 
     def _checkpoint(self) -> None:
         try:
@@ -405,6 +491,10 @@ class OutriderApp:
             self.checkpoints.set_aside(CHECKPOINT_NAME, reason=str(error))
             return
         log.info("checkpoint_restored", skipped=skipped)
+
+
+def _as_counts(pruning: IncidentPruning) -> dict[str, int]:
+    return {"incidents": pruning.incidents, "actions": pruning.actions, "plots": pruning.plots}
 
 
 async def serve(settings: OutriderSettings) -> None:

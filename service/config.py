@@ -68,6 +68,36 @@ class CheckpointSettings(BaseModel):
     )
 
 
+class RetentionSettings(BaseModel):
+    """How long the state directory keeps what it no longer needs, so the volume never fills.
+
+    Pruned: resolved incidents (with their actions and plots), probe runs (except the
+    known-good baseline each regression test compares with) and set-aside `*.corrupt-*`
+    files. Open incidents and the known-good promotion state are never pruned.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    days: int = Field(
+        default=90,
+        ge=0,
+        le=36500,
+        description="Keep resolved incidents (with their actions and plots), probe runs and "
+        "set-aside `*.corrupt-*` files this many days. Open incidents and the runs the probe "
+        "regression test compares with are kept whatever their age. 0: keep everything forever.",
+    )
+    interval_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=8760,
+        description="How often pruning runs (it runs once at start, then at this interval).",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.days > 0
+
+
 class OutriderSettings(BaseSettings):
     """The whole configuration of one outrider sidecar."""
 
@@ -89,6 +119,9 @@ class OutriderSettings(BaseSettings):
     )
     checkpoints: CheckpointSettings = Field(
         default_factory=CheckpointSettings, description="Detector state checkpoints."
+    )
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings, description="Pruning of old state-directory files."
     )
     models: dict[str, ModelSettings] = Field(
         default_factory=dict,

@@ -80,3 +80,36 @@ def test_examples_are_valid(example: Path) -> None:
 
 def test_there_are_examples() -> None:
     assert EXAMPLES
+
+
+def test_retention_defaults_and_keep_forever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    defaults = load_settings(None).retention
+    assert (defaults.days, defaults.interval_hours, defaults.enabled) == (90, 24.0, True)
+    config = tmp_path / "c.yaml"
+    config.write_text("retention:\n  days: 30\n  interval_hours: 6\n")
+    assert load_settings(config).retention.model_dump() == {"days": 30, "interval_hours": 6.0}
+    # 0 keeps everything; it can be set from the environment too (a null could not).
+    monkeypatch.setenv("OUTRIDER_RETENTION__DAYS", "0")
+    kept = load_settings(config).retention
+    assert (kept.days, kept.interval_hours, kept.enabled) == (0, 6.0, False)
+
+
+def test_retention_settings_are_validated(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("retention:\n  days: 1.5\n  interval_hours: 0\n  keep: all\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert info.value.errors == [
+        "retention.days: Input should be a valid integer, got a number with a fractional part",
+        "retention.interval_hours: Input should be greater than 0",
+        "retention.keep: unknown key",
+    ]
+    config.write_text("retention:\n  days: -1\n  interval_hours: 9000\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert info.value.errors == [
+        "retention.days: Input should be greater than or equal to 0",
+        "retention.interval_hours: Input should be less than or equal to 8760",
+    ]
