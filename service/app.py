@@ -18,13 +18,10 @@ reason probes that cannot start are switched off, logged and reported, and start
 from __future__ import annotations
 
 import asyncio
-import calendar
-import re
 import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
@@ -47,9 +44,9 @@ from service.monitor.pipeline import MonitorPipeline
 from service.monitor.reading_history import ReadingHistory
 from service.monitor.readings import DetectorReading, ProbeReading
 from service.monitor.reference import set_aside_unreadable_captures
-from service.probes.run_store import RunStore, run_store_path
 from service.store.checkpoints import CheckpointStore
 from service.store.incidents import IncidentPruning, IncidentStore
+from service.store.retention import prune_probe_runs, remove_set_aside_files
 from service.store.state_dir import prepare_state_dir
 from service.version import __version__
 
@@ -66,8 +63,6 @@ _CHECKPOINT_FORMAT = 1
 # How long stop waits for the alert thread to finish its evaluation (a plot, a commit).
 ALERT_THREAD_JOIN_SECONDS = 10.0
 ALERT_STALL_ROUNDS = 10
-# The UTC time checkpoints and references put in the name of a file they set aside.
-_SET_ASIDE_STAMP = re.compile(r"\.corrupt-(\d{8}T\d{6}Z)")
 
 
 class ListenerError(OSError):
@@ -76,49 +71,6 @@ class ListenerError(OSError):
 
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def remove_set_aside_files(root: Path, older_than: float) -> int:
-    """Deletes the `*.corrupt-*` files under `root` set aside before `older_than` (epoch).
-
-    A file's age is the later of its mtime and the time in its name: a rename keeps the
-    mtime, so a reference written long ago and set aside today would otherwise look old at
-    once and be gone before anyone could look at it. Returns how many files went.
-    """
-    removed = 0
-    for path in root.rglob("*.corrupt-*"):
-        try:
-            if path.is_symlink() or not path.is_file():
-                continue
-            if max(path.stat().st_mtime, _set_aside_time(path.name)) >= older_than:
-                continue
-            path.unlink()
-        except FileNotFoundError:
-            continue
-        removed += 1
-    return removed
-
-
-def _set_aside_time(name: str) -> float:
-    stamp = _SET_ASIDE_STAMP.search(name)
-    if stamp is None:
-        return 0.0
-    try:
-        return float(calendar.timegm(time.strptime(stamp.group(1), "%Y%m%dT%H%M%SZ")))
-    except ValueError:  # not a date after all: the mtime alone decides
-        return 0.0
-
-
-def prune_probe_runs(state_root: Path, started_before: float) -> int:
-    """Prunes the probe run history, on its own connection (so whether or not probes run)."""
-    path = run_store_path(state_root)
-    if not path.exists():
-        return 0
-    store = RunStore(path)
-    try:
-        return store.prune_runs(started_before)
-    finally:
-        store.close()
 
 
 class _CountFunction(Collector):
