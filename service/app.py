@@ -44,9 +44,9 @@ from service.monitor.pipeline import MonitorPipeline
 from service.monitor.reading_history import ReadingHistory
 from service.monitor.readings import DetectorReading, ProbeReading
 from service.monitor.reference import set_aside_unreadable_captures
+from service.retention import prune_probe_runs, remove_set_aside_files
 from service.store.checkpoints import CheckpointStore
 from service.store.incidents import IncidentPruning, IncidentStore
-from service.store.retention import prune_probe_runs, remove_set_aside_files
 from service.store.state_dir import prepare_state_dir
 from service.version import __version__
 

@@ -16,8 +16,8 @@ from structlog.testing import capture_logs
 from service.app import OutriderApp
 from service.config import OutriderSettings
 from service.probes.run_store import RunRecord, RunStore, run_store_path
+from service.retention import remove_set_aside_files
 from service.store.incidents import IncidentPruning, IncidentStore
-from service.store.retention import remove_set_aside_files
 from service.store.state_dir import prepare_state_dir
 from tests.support.peers import free_port
 
