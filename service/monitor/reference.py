@@ -182,6 +182,13 @@ def read_reference(path: Path) -> Reference:
         raise ReferenceError(f"reference {path}: metadata lacks {exc}") from None
 
 
+def _error_name(exc: BaseException) -> str:
+    kind = type(exc)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
 def _read_members(path: Path) -> tuple[np.ndarray, object]:
     """The `data` array and the parsed `meta` JSON of a reference file, as stored."""
     try:
@@ -195,13 +202,7 @@ def _read_members(path: Path) -> tuple[np.ndarray, object]:
     # A damaged archive fails in many ways (BadZipFile, EOFError, zlib.error, a tokenize
     # error in a .npy header, a missing member...): whichever it is, say which file and what.
     except Exception as exc:
-        kind = type(exc)
-        name = (
-            kind.__qualname__
-            if kind.__module__ == "builtins"
-            else f"{kind.__module__}.{kind.__qualname__}"
-        )
-        raise ReferenceError(f"reference {path}: unreadable ({name}: {exc})") from None
+        raise ReferenceError(f"reference {path}: unreadable ({_error_name(exc)}: {exc})") from None
     raise ReferenceError(
         f"reference {path}: unreadable (not an .npz archive: truncated, or not a reference)"
     )
@@ -278,8 +279,10 @@ def load_source_array(path: Path, tensor: str | None = None) -> np.ndarray:
                 )
         if suffix == ".csv":
             return _read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise ReferenceError(f"{path}: unreadable ({exc})") from None
+    except ReferenceError:
+        raise
+    except Exception as exc:  # a damaged file fails in many ways: say which file and how
+        raise ReferenceError(f"{path}: unreadable ({_error_name(exc)}: {exc})") from None
     raise ReferenceError(f"{path}: unsupported file type {suffix!r}; use .npy, .npz or .csv")
 
 

@@ -311,3 +311,15 @@ def test_a_captured_reference_that_cannot_be_moved_aside_is_a_clear_error(
         f"capturing it again; moving it aside failed too ([Errno 13] Permission denied: "
         f"'{path}')"
     )
+
+
+@pytest.mark.parametrize("name", ["rows.npy", "rows.npz"])
+def test_a_damaged_source_file_is_named_in_the_error(tmp_path: Path, name: str) -> None:
+    source = tmp_path / name
+    if name.endswith(".npy"):
+        np.save(source, np.ones((10, 3)))
+    else:
+        np.savez_compressed(source, data=np.ones((10, 3)))
+    source.write_bytes(source.read_bytes()[:60])  # truncated mid-file
+    with pytest.raises(reference.ReferenceError, match=f"{name}: unreadable"):
+        reference.load_source_array(source)
