@@ -37,6 +37,10 @@ MAX_TRACKED_STREAMS = 4096
 #: is always kept, so a single message may reach `max_message_bytes`.
 MAX_PENDING_REQUESTS = 64
 MAX_PENDING_REQUEST_BYTES = 4 << 20
+#: Largest HPACK dynamic table the tap's decoders hold, in RFC 7541 size units. gRPC peers
+#: use the 4 KiB default; a peer may advertise far more, but the tap does not follow it
+#: beyond this: an encoder that announces a larger table switches the tap off instead.
+MAX_HPACK_TABLE_SIZE = 64 << 10
 
 INFER_METHOD = "ModelInfer"
 STREAM_INFER_METHOD = "ModelStreamInfer"
@@ -186,6 +190,9 @@ class _Direction:
         # (request headers, response headers, trailers), so most decodes become lookups.
         self._neutral_blocks: dict[bytes, list[tuple[bytes, bytes]]] = {}
         self.cache_cost = 0  # of `_neutral_blocks`, as counted for `_MAX_CACHE_COST`
+        # The table size the other side advertised for this direction's encoder (RFC 7540
+        # 6.5.2); the decoder itself accepts at most `MAX_HPACK_TABLE_SIZE` of it.
+        self.advertised_table_size = self.decoder.max_allowed_table_size
 
     def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
         cached = self._neutral_blocks.get(block)
@@ -194,6 +201,12 @@ class _Direction:
         neutral = table_neutral(block)
         try:
             headers: list[tuple[bytes, bytes]] = self.decoder.decode(block, raw=True)  # type: ignore[assignment]
+        except hpack.InvalidTableSizeError as err:
+            # within what the peer advertised but beyond the cap: the encoder's table no
+            # longer matches ours, so the tap cannot go on (the relay does)
+            capped = self.advertised_table_size > MAX_HPACK_TABLE_SIZE
+            reason = "hpack_table_too_large" if capped else "hpack"
+            raise FrameError(reason, f"{type(err).__name__}: {err}") from None
         except hpack.HPACKError as err:
             raise FrameError("hpack", f"{type(err).__name__}: {err}") from None
         if not neutral:
@@ -233,7 +246,9 @@ class _Direction:
         size = settings.get(SETTINGS_HEADER_TABLE_SIZE)
         if size is not None:
             # This side's decoder table size bounds what the *other* side's encoder uses.
-            self._tap.peer_of(self).decoder.max_allowed_table_size = size
+            peer = self._tap.peer_of(self)
+            peer.advertised_table_size = size
+            peer.decoder.max_allowed_table_size = min(size, MAX_HPACK_TABLE_SIZE)
 
     def on_goaway(self, last_stream_id: int, error_code: int) -> None:
         self._tap.goaway_seen = True

@@ -7,10 +7,11 @@ import tracemalloc
 import hpack
 import pytest
 
-from service.dataplane.http2_frames import GOAWAY, RST_STREAM, SETTINGS
+from service.dataplane.http2_frames import GOAWAY, HEADERS, RST_STREAM, SETTINGS
 from service.dataplane.sampling import Sampler
 from service.dataplane.tap import (
     _MAX_CACHE_COST,
+    MAX_HPACK_TABLE_SIZE,
     MAX_PENDING_REQUEST_BYTES,
     MAX_PENDING_REQUESTS,
     ConnectionTap,
@@ -204,3 +205,44 @@ def test_oversized_control_frame_disables_the_tap(ftype: int) -> None:
     assert events.failures == ["oversized_control"]
     tap.feed_client(frame[9:])
     assert events.failures == ["oversized_control"]
+
+
+def test_hpack_table_beyond_the_cap_disables_the_tap() -> None:
+    """A server advertising a huge table must not let the client grow the tap's table."""
+    events = Recorder()
+    tap = ConnectionTap(7, events, Sampler(0.0, 1e9, seed=0), max_message_bytes=1 << 20)
+    tap.feed_client(f.PREFACE + f.settings())
+    tap.feed_server(f.settings(header_table_size=(1 << 32) - 1))
+    encoder = hpack.Encoder()
+    encoder.header_table_size = 32 << 20  # announced in the first block: above the cap
+    requests = [  # each indexes a new 60 kB header (no Huffman coding: it is slow here)
+        f.frame(HEADERS, 0x5, 1 + 2 * i, encoder.encode(fields, huffman=False))
+        for i in range(300)
+        for fields in [[*f.request_headers(INFER), (f"x-k{i}", "v" * 60_000)]]
+    ]
+    tracemalloc.start()
+    try:
+        for frame in requests:
+            tap.feed_client(frame)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert events.failures == ["hpack_table_too_large"]
+    assert held < 2_000_000  # the encoder's table holds 18 MB of entries
+    assert tap._client.decoder.header_table_size <= MAX_HPACK_TABLE_SIZE  # noqa: SLF001
+
+
+def test_hpack_table_up_to_the_cap_is_decoded() -> None:
+    events = Recorder()
+    tap = ConnectionTap(7, events, Sampler(0.0, 1e9, seed=0), max_message_bytes=1 << 20)
+    tap.feed_client(f.PREFACE + f.settings())
+    tap.feed_server(f.settings(header_table_size=(1 << 32) - 1))
+    encoder = hpack.Encoder()
+    encoder.header_table_size = MAX_HPACK_TABLE_SIZE
+    for i in range(40):  # fills and cycles the capped table, every entry still referenced
+        fields = [*f.request_headers(INFER), ("x-k", f"{i % 3}" * 3000)]
+        block = encoder.encode(fields, huffman=False)
+        tap.feed_client(f.frame(HEADERS, 0x5, 1 + 2 * i, block))
+    assert events.failures == []
+    assert tap.open_streams == 40
+
