@@ -55,7 +55,8 @@ class TapEvents(Protocol):
 
     def sample_outcome(self, outcome: str) -> None:
         """A sampling decision or failure: 'skipped' (not chosen), 'error' (a message
-        could not be kept) or 'dropped' (a streaming request given up while it waited)."""
+        could not be kept) or 'dropped' (a message not kept: a streaming request given up
+        while it waited, or a unary call's message after its first)."""
         ...
 
     def tap_failed(self, connection_id: int, reason: str, error: BaseException) -> None:
@@ -351,7 +352,7 @@ class ConnectionTap:
                         "ascii", "replace"
                     )
                     stream.sampled = True
-                    stream.req_messages = MessageAssembler(encoding, self._limit)
+                    stream.req_messages = self._assembler(stream, encoding)
                 else:
                     self._events.sample_outcome("skipped")
         # client trailers do not exist in gRPC; END_STREAM only half-closes the request
@@ -368,7 +369,7 @@ class ConnectionTap:
                 encoding = (_header_value(headers, b"grpc-encoding") or b"").decode(
                     "ascii", "replace"
                 )
-                stream.resp_messages = MessageAssembler(encoding, self._limit)
+                stream.resp_messages = self._assembler(stream, encoding)
         status = _header_value(headers, b"grpc-status")
         if status is not None:
             try:
@@ -401,6 +402,8 @@ class ConnectionTap:
             except MessageError:
                 self._abandon_sample(stream)
                 return
+            for _ in range(assembler.take_dropped()):
+                self._events.sample_outcome("dropped")
             if from_client:
                 self._requests_ready(sid, stream, assembler)
             else:
@@ -434,6 +437,11 @@ class ConnectionTap:
         self._finish(sid, stream)
 
     # -- internals -------------------------------------------------------------------
+    def _assembler(self, stream: _Stream, encoding: str) -> MessageAssembler:
+        # A unary call carries one message each way; a peer sending more must not make
+        # the tap keep them all until the call ends.
+        return MessageAssembler(encoding, self._limit, None if stream.streaming else 1)
+
     def _abandon_sample(self, stream: _Stream) -> None:
         """A message could not be kept: the stream goes on unsampled, counted as an error."""
         stream.sampled = False

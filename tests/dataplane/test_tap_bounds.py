@@ -246,3 +246,57 @@ def test_hpack_table_up_to_the_cap_is_decoded() -> None:
     assert events.failures == []
     assert tap.open_streams == 40
 
+
+def test_a_unary_call_keeps_only_its_first_messages() -> None:
+    """Extra messages on ModelInfer are counted 'dropped', not kept until the call ends."""
+    events = Recorder()
+    tap = ConnectionTap(7, events, Sampler(1.0, 1e9, seed=0), max_message_bytes=1 << 20)
+    tap.feed_client(
+        f.PREFACE + f.settings() + f.headers(hpack.Encoder(), 1, f.request_headers(INFER))
+    )
+    tap.feed_server(f.settings() + f.headers(hpack.Encoder(), 1, [(":status", "200")]))
+    first, extra = request(0), b"e" * 10_000
+    message = f.grpc_message(extra)
+    tap.feed_client(f.data(1, f.grpc_message(first) + message[:3]))  # an extra begins
+    tracemalloc.start()
+    try:
+        tap.feed_client(f.data(1, message[3:] + message * 2))  # 1 split + 2 whole extras
+        for _ in range(997):
+            tap.feed_client(f.data(1, message))
+            tap.feed_server(f.data(1, message))
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 1_000_000  # the extras were 20 MB
+    assert events.outcomes == ["dropped"] * (1000 + 996)
+    tap.feed_server(f.headers(hpack.Encoder(), 1, [("grpc-status", "0")], end_stream=True))
+    obs, rpc_end = events.observations[-1]
+    assert rpc_end
+    assert obs.request_messages == (first,)
+    assert obs.response_messages == (extra,)
+    assert obs.request_bytes == 5 + len(first) + 1000 * len(message)  # still all counted
+    assert obs.response_bytes == 997 * len(message)
+    assert events.failures == []
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 7, 1 << 16])
+def test_extra_unary_messages_are_passed_over_in_any_chunking(chunk: int) -> None:
+    events = Recorder()
+    tap = ConnectionTap(7, events, Sampler(1.0, 1e9, seed=0), max_message_bytes=1 << 10)
+    extras = f.grpc_message(b"x" * 5000) + f.grpc_message(b"") + f.grpc_message(b"y" * 9)
+    session = (
+        f.PREFACE
+        + f.settings()
+        + f.headers(hpack.Encoder(), 1, f.request_headers(INFER))
+        + f.data(1, f.grpc_message(request(0)) + extras, end_stream=True)
+    )
+    for start in range(0, len(session), chunk):
+        tap.feed_client(session[start : start + chunk])
+    tap.close()
+    # the extra 5000-byte message is over the limit: passed over, not an error
+    assert events.outcomes == ["dropped"] * 3
+    obs, _ = events.observations[-1]
+    assert obs.request_messages == (request(0),)
+    assert obs.request_bytes == 5 + len(request(0)) + len(extras)
+    assert events.failures == []
+
