@@ -104,5 +104,6 @@ class MessageAssembler:
         return out
 
     @property
-    def pending_bytes(self) -> int:
-        return len(self._buf)
+    def held_bytes(self) -> int:
+        """Bytes held: the message in progress and the complete ones not yet taken."""
+        return len(self._buf) + sum(len(message) for message in self.messages)

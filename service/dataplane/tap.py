@@ -41,6 +41,10 @@ MAX_PENDING_REQUEST_BYTES = 4 << 20
 #: use the 4 KiB default; a peer may advertise far more, but the tap does not follow it
 #: beyond this: an encoder that announces a larger table switches the tap off instead.
 MAX_HPACK_TABLE_SIZE = 64 << 10
+#: Sampled payload bytes one connection's tap holds at once (messages in progress, kept
+#: and queued), across all its streams: the per-stream bounds above multiply by up to
+#: `MAX_TRACKED_STREAMS`. Past it new samples are not kept, counted 'dropped'.
+MAX_HELD_SAMPLE_BYTES = 32 << 20
 
 INFER_METHOD = "ModelInfer"
 STREAM_INFER_METHOD = "ModelStreamInfer"
@@ -56,7 +60,8 @@ class TapEvents(Protocol):
     def sample_outcome(self, outcome: str) -> None:
         """A sampling decision or failure: 'skipped' (not chosen), 'error' (a message
         could not be kept) or 'dropped' (a message not kept: a streaming request given up
-        while it waited, or a unary call's message after its first)."""
+        while it waited, a unary call's message after its first, or a sample the
+        connection's budget had no room for)."""
         ...
 
     def tap_failed(self, connection_id: int, reason: str, error: BaseException) -> None:
@@ -73,6 +78,7 @@ class _Stream:
         "grpc_status",
         "head_req",
         "head_resp",
+        "held",
         "infer",
         "method",
         "model_name",
@@ -114,6 +120,7 @@ class _Stream:
         # first; each response is paired with the oldest
         self.pending_requests: deque[tuple[float, bytes]] = deque()
         self.pending_bytes = 0
+        self.held = 0  # sampled payload bytes, as counted in the connection's budget
 
 
 def _header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -280,6 +287,10 @@ class ConnectionTap:
         self.goaway_seen = False
         self.max_client_stream_id = 0
         self.failed_reason: str | None = None
+        #: Sampled payload bytes held by all streams, within `_max_held`.
+        self.held_sample_bytes = 0
+        # a budget below a few messages at the limit would never let large ones be sampled
+        self._max_held = max(MAX_HELD_SAMPLE_BYTES, 4 * max_message_bytes)
 
     # -- fed by the relay -------------------------------------------------------------
     def feed_client(self, data: bytes) -> None:
@@ -316,6 +327,7 @@ class ConnectionTap:
             err.reason if isinstance(err, (FrameError, MessageError)) else "internal"
         )
         self._streams.clear()
+        self.held_sample_bytes = 0
         self._events.tap_failed(self.connection_id, self.failed_reason, err)
 
     @property
@@ -347,14 +359,18 @@ class ConnectionTap:
             )
             self._streams[sid] = stream
             if stream.infer:
-                if self._sampler.decide():
+                if not self._sampler.decide():
+                    self._events.sample_outcome("skipped")
+                elif self.held_sample_bytes + self._limit > self._max_held:
+                    # no room for a message at the limit: wait for memory to be released
+                    # (unsampled, the stream still yields its model name and version)
+                    self._events.sample_outcome("dropped")
+                else:
                     encoding = (_header_value(headers, b"grpc-encoding") or b"").decode(
                         "ascii", "replace"
                     )
                     stream.sampled = True
                     stream.req_messages = self._assembler(stream, encoding)
-                else:
-                    self._events.sample_outcome("skipped")
         # client trailers do not exist in gRPC; END_STREAM only half-closes the request
 
     def response_headers(
@@ -408,6 +424,10 @@ class ConnectionTap:
                 self._requests_ready(sid, stream, assembler)
             else:
                 self._responses_ready(sid, stream, assembler)
+            self._account(stream)
+            if self.held_sample_bytes > self._max_held:
+                # the stream that outgrows the connection's budget gives its sample up
+                self._abandon_sample(stream, "dropped")
             return
         head = stream.head_req if from_client else stream.head_resp
         if head is not None:
@@ -442,8 +462,18 @@ class ConnectionTap:
         # the tap keep them all until the call ends.
         return MessageAssembler(encoding, self._limit, None if stream.streaming else 1)
 
-    def _abandon_sample(self, stream: _Stream) -> None:
-        """A message could not be kept: the stream goes on unsampled, counted as an error."""
+    def _account(self, stream: _Stream) -> None:
+        """Brings the connection's count of held sample bytes up to date for `stream`."""
+        held = stream.pending_bytes
+        if stream.req_messages is not None:
+            held += stream.req_messages.held_bytes
+        if stream.resp_messages is not None:
+            held += stream.resp_messages.held_bytes
+        self.held_sample_bytes += held - stream.held
+        stream.held = held
+
+    def _abandon_sample(self, stream: _Stream, outcome: str = "error") -> None:
+        """A message could not be kept: the stream goes on unsampled, counted as `outcome`."""
         stream.sampled = False
         stream.req_messages = None
         stream.resp_messages = None
@@ -451,7 +481,8 @@ class ConnectionTap:
         stream.head_resp = None
         stream.pending_requests.clear()
         stream.pending_bytes = 0
-        self._events.sample_outcome("error")
+        self._account(stream)
+        self._events.sample_outcome(outcome)
 
     def _read_head(self, stream: _Stream, from_client: bool) -> None:
         head = stream.head_req if from_client else stream.head_resp
@@ -541,6 +572,9 @@ class ConnectionTap:
             )
 
     def _finish(self, sid: int, stream: _Stream) -> None:
+        # its payloads leave with the observation
+        self.held_sample_bytes -= stream.held
+        stream.held = 0
         if stream.head_req is not None:
             self._read_head(stream, True)
         if stream.head_resp is not None:

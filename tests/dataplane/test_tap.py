@@ -194,6 +194,7 @@ def test_every_chunking_yields_the_same_observations(events: list[tuple[bool, by
     assert [(timeless(o), e) for o, e in got.observations] == [
         (timeless(o), e) for o, e in expected.observations
     ]
+    assert tap.held_sample_bytes == 0  # every payload was released with its stream
 
 
 @settings(max_examples=200, deadline=None)
@@ -203,6 +204,7 @@ def test_random_bytes_never_raise(events: list[tuple[bool, bytes]]) -> None:
     feed(tap, events)
     tap.close()
     assert len(recorder.failures) <= 1
+    assert tap.held_sample_bytes == 0
 
 
 @settings(max_examples=200, deadline=None)

@@ -11,6 +11,7 @@ from service.dataplane.http2_frames import GOAWAY, HEADERS, RST_STREAM, SETTINGS
 from service.dataplane.sampling import Sampler
 from service.dataplane.tap import (
     _MAX_CACHE_COST,
+    MAX_HELD_SAMPLE_BYTES,
     MAX_HPACK_TABLE_SIZE,
     MAX_PENDING_REQUEST_BYTES,
     MAX_PENDING_REQUESTS,
@@ -71,6 +72,7 @@ def test_each_response_gets_its_own_request_time() -> None:
         expected.append(((request(i),), 0.5 + gap))
         assert len(stream.pending_requests) == 1
         assert stream.pending_bytes == len(request(i + 1))
+        assert tap.held_sample_bytes == stream.pending_bytes  # counted in the budget too
     got = in_stream(events)
     assert [r for r, _ in got] == [r for r, _ in expected]
     assert [d for _, d in got] == pytest.approx([d for _, d in expected])
@@ -126,6 +128,7 @@ def test_unanswered_requests_are_capped_by_bytes() -> None:
     tap.feed_client(f.data(1, f.grpc_message(b"\x07" * (MAX_PENDING_REQUEST_BYTES + 1))))
     assert [m[0] for _, m in stream.pending_requests] == [7]
     assert stream.pending_bytes == MAX_PENDING_REQUEST_BYTES + 1
+    assert tap.held_sample_bytes == stream.pending_bytes
     assert events.outcomes == ["dropped"] * 5
     assert events.failures == []
 
@@ -300,3 +303,71 @@ def test_extra_unary_messages_are_passed_over_in_any_chunking(chunk: int) -> Non
     assert obs.request_bytes == 5 + len(request(0)) + len(extras)
     assert events.failures == []
 
+
+def budget_tap() -> tuple[ConnectionTap, Recorder, hpack.Encoder]:
+    events = Recorder()
+    tap = ConnectionTap(7, events, Sampler(1.0, 1e9, seed=0), max_message_bytes=4 << 20)
+    tap.feed_client(f.PREFACE + f.settings())
+    tap.feed_server(f.settings())
+    return tap, events, hpack.Encoder()
+
+
+def infer_message(size: int) -> bytes:
+    """A framed ModelInferRequest for model "demo" of about `size` bytes."""
+    payload = b"m" * (size - 32)
+    body = pb.ModelInferRequest(model_name="demo", raw_input_contents=[payload])
+    return f.grpc_message(body.SerializeToString())
+
+
+def test_new_samples_wait_for_room_in_the_connection_budget() -> None:
+    """Many calls each within their own limits cannot together exceed the budget."""
+    tap, events, encoder = budget_tap()
+    message = infer_message(1 << 20)
+    streams = 2 * MAX_HELD_SAMPLE_BYTES // len(message)
+    tracemalloc.start()
+    try:
+        for i in range(streams):
+            sid = 1 + 2 * i
+            tap.feed_client(f.headers(encoder, sid, f.request_headers(INFER)))
+            tap.feed_client(f.data(sid, message))
+            assert tap.held_sample_bytes <= MAX_HELD_SAMPLE_BYTES
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < MAX_HELD_SAMPLE_BYTES + (4 << 20)  # without the budget: twice as much
+    kept = sum(1 for s in tap._streams.values() if s.sampled)  # noqa: SLF001
+    assert 0 < kept < streams
+    assert events.outcomes == ["dropped"] * (streams - kept)
+    # the calls end: their memory is released and new calls are sampled again
+    trailers = [(":status", "200"), ("grpc-status", "0")]
+    server = hpack.Encoder()
+    for i in range(streams):
+        tap.feed_server(f.headers(server, 1 + 2 * i, trailers, end_stream=True))
+    assert tap.held_sample_bytes == 0
+    assert sum(obs.sampled for obs, _ in events.observations) == kept
+    assert {obs.model_name for obs, _ in events.observations} == {"demo"}
+    sid = 1 + 2 * streams
+    tap.feed_client(f.headers(encoder, sid, f.request_headers(INFER)) + f.data(sid, message))
+    assert tap._streams[sid].sampled  # noqa: SLF001
+    assert tap.held_sample_bytes == len(message) - 5
+    assert events.failures == []
+
+
+def test_a_stream_outgrowing_the_budget_gives_its_sample_up() -> None:
+    tap, events, encoder = budget_tap()
+    message = infer_message(4 << 20)  # at the message limit
+    streams = MAX_HELD_SAMPLE_BYTES // len(message) + 2
+    for i in range(streams):  # all sampled: nothing is held yet
+        tap.feed_client(f.headers(encoder, 1 + 2 * i, f.request_headers(INFER)))
+    assert events.outcomes == []
+    for start in range(0, len(message), 1 << 20):  # the messages grow side by side
+        for i in range(streams):
+            tap.feed_client(f.data(1 + 2 * i, message[start : start + (1 << 20)]))
+            assert tap.held_sample_bytes <= MAX_HELD_SAMPLE_BYTES
+    kept = sum(1 for s in tap._streams.values() if s.sampled)  # noqa: SLF001
+    assert kept == streams - 2
+    assert events.outcomes == ["dropped"] * 2
+    assert tap.held_sample_bytes == kept * (len(message) - 5)
+    tap.close()
+    assert tap.held_sample_bytes == 0
+    assert events.failures == []
