@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from service.probes.run_store import RunStore, run_store_path
+from service.store.set_aside import STAMP_FORMAT
 
-# The UTC time checkpoints and references put in the name of a file they set aside.
+# The UTC time `move_aside` puts in the name of a file it sets aside (STAMP_FORMAT).
 _SET_ASIDE_STAMP = re.compile(r"\.corrupt-(\d{8}T\d{6}Z)")
 
 
@@ -44,7 +45,7 @@ def _set_aside_time(name: str) -> float:
     if stamp is None:
         return 0.0
     try:
-        return float(calendar.timegm(time.strptime(stamp.group(1), "%Y%m%dT%H%M%SZ")))
+        return float(calendar.timegm(time.strptime(stamp.group(1), STAMP_FORMAT)))
     except ValueError:  # not a date after all: the mtime alone decides
         return 0.0
 

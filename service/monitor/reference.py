@@ -18,7 +18,6 @@ import io
 import json
 import os
 import tempfile
-import time
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,6 +30,7 @@ import structlog
 from service.monitor.embedder import OnnxEmbedder
 from service.monitor.settings import PipelineConfig, SignalSettings
 from service.monitor.signals import SignalError, SignalExtractor
+from service.store.set_aside import move_aside
 
 FORMAT_VERSION = 1
 _BUILD_CHUNK_ROWS = 1024
@@ -140,18 +140,12 @@ class ReferenceStore:
         Returns where it went (None if it was gone already); raises `ReferenceError` when it
         cannot be moved, since it would then be read again.
         """
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        aside = path.with_name(f"{path.stem}.corrupt-{stamp}")
-        suffix = 1
-        while aside.exists():
-            aside = path.with_name(f"{path.stem}.corrupt-{stamp}-{suffix}")
-            suffix += 1
         try:
-            os.replace(path, aside)
-        except FileNotFoundError:
-            return None
+            aside = move_aside(path, path.stem)
         except OSError as exc:
             raise ReferenceError(f"{reason}; moving it aside failed too ({exc})") from None
+        if aside is None:
+            return None
         _log.warning("reference_set_aside", path=str(path), moved_to=str(aside), reason=reason)
         return aside
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-import time
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import structlog
+
+from service.store.set_aside import move_aside
 
 FORMAT_VERSION = 1
 """Bumped when the file layout changes; files with another version are set aside."""
@@ -173,16 +174,8 @@ class CheckpointStore:
         bad checkpoint cannot stop start-up.
         """
         target = self.path(name)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        aside = self.directory / f"{name}.corrupt-{stamp}"
-        suffix = 1
-        while aside.exists():
-            aside = self.directory / f"{name}.corrupt-{stamp}-{suffix}"
-            suffix += 1
         try:
-            os.replace(target, aside)
-        except FileNotFoundError:
-            return None
+            aside = move_aside(target, name)
         except OSError as error:
             # A read-only folder, say: the bad file stays where it is, but it has already
             # been reported unusable, so the caller goes on with a fresh state (the next
@@ -194,6 +187,8 @@ class CheckpointStore:
                 reason=reason,
                 error=f"{type(error).__name__}: {error}",
             )
+            return None
+        if aside is None:
             return None
         _log.error(
             "checkpoint_set_aside",
