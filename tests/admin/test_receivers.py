@@ -21,6 +21,7 @@ from service.hooks.actions import HookResult
 from service.hooks.dispatcher import ConfiguredHook, HookDispatcher
 from service.hooks.events import AlertEvent
 from service.hooks.recorder import InMemoryActionRecorder
+from tests.support.waiting import on_event_loop
 
 TOKEN = "admin-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -245,13 +246,6 @@ async def test_alertmanager_notification_becomes_events_and_repeats_dedupe(
     assert sink.events[2].incident_key == sink.events[0].incident_key
 
 
-def on_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
 
 class ThreadNotingSink(Sink):
     """Notes whether each submit ran on the event loop (the dispatcher's queue lives there)."""
@@ -261,7 +255,7 @@ class ThreadNotingSink(Sink):
         self.on_loop: list[bool] = []
 
     def submit(self, event: AlertEvent) -> bool:
-        self.on_loop.append(on_loop())
+        self.on_loop.append(on_event_loop())
         return super().submit(event)
 
 
@@ -275,7 +269,7 @@ async def test_prepare_runs_off_the_event_loop_and_its_event_is_submitted_on_it(
 
     def with_incident(event: AlertEvent) -> AlertEvent:
         # The app commits an incident here (SQLite): it must not block the loop.
-        prepared_on_loop.append(on_loop())
+        prepared_on_loop.append(on_event_loop())
         return dataclasses.replace(event, incident_id=7 + len(prepared_on_loop))
 
     client = await make_client(dispatcher=sink, prepare=with_incident, received_alerts=book)

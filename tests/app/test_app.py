@@ -8,8 +8,7 @@ import errno
 import socket
 import sqlite3
 import threading
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from service.app import ListenerError, OutriderApp
 from service.config import OutriderSettings
 from service.dataplane.observation import RpcObservation
 from tests.support.peers import free_port
+from tests.support.waiting import on_event_loop, poll
 
 NOTIFICATION: dict[str, Any] = {
     "version": "4",
@@ -63,22 +63,6 @@ def settings(tmp_path: Path, **overrides: Any) -> OutriderSettings:
 
 def outrider_threads(before: set[threading.Thread]) -> list[str]:
     return [t.name for t in threading.enumerate() if t not in before and "outrider" in t.name]
-
-
-def on_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-async def poll(check: Callable[[], Any], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -217,7 +201,7 @@ async def test_stop_joins_the_monitor_off_the_loop_and_keeps_the_store_for_a_bus
     stopped_on_loop: list[bool] = []
 
     def noting_stop(timeout: float = 5.0) -> None:
-        stopped_on_loop.append(on_loop())
+        stopped_on_loop.append(on_event_loop())
         pipeline_stop(timeout)
 
     app.pipeline.stop = noting_stop  # type: ignore[method-assign]

@@ -35,11 +35,12 @@ class RecordingDispatcher:
         return (hook_name, reason)
 
 
-def firing(**extra: Any) -> AlertEvent:
+def received_alert(status: str = "firing", **extra: Any) -> AlertEvent:
+    """An alert as the Alertmanager receiver hands it over (no incident yet)."""
     return AlertEvent(
         name="InputDrift",
         severity="critical",
-        status="firing",
+        status=status,  # type: ignore[arg-type]
         model="digits",
         version="3",
         labels={"alertname": "InputDrift", "model": "digits"},
@@ -54,13 +55,55 @@ def test_with_incident_commits_and_returns_the_event_with_its_id(tmp_path: Path)
     dispatcher = RecordingDispatcher()
     received = ReceivedAlertIncidents(store, dispatcher)  # type: ignore[arg-type]
 
-    event = received.with_incident(firing())
+    event = received.with_incident(received_alert())
 
     assert (event.incident_id, event.incident_url) == (1, "/incidents/1")
     assert store.count_open() == 1
-    assert received.with_incident(firing(incident_id=42)).incident_id == 42  # in-process
+    assert received.with_incident(received_alert(incident_id=42)).incident_id == 42  # in-process
     assert store.count_open() == 1
     assert dispatcher.events == []  # queueing is the caller's
+    store.close()
+
+
+def test_firing_opens_one_incident_and_resolved_closes_it(tmp_path: Path) -> None:
+    store = IncidentStore(tmp_path / "incidents.sqlite")
+    dispatcher = RecordingDispatcher()
+    received = ReceivedAlertIncidents(store, dispatcher)  # type: ignore[arg-type]
+
+    assert received.submit(received_alert())
+    assert received.submit(received_alert())  # a re-notification: same incident
+    ended = datetime(2026, 1, 2, 3, 9, 5, tzinfo=timezone.utc)
+    assert received.submit(received_alert("resolved", ends_at=ended))
+
+    assert [e.incident_id for e in dispatcher.events] == [1, 1, 1]
+    assert dispatcher.events[0].incident_url == "/incidents/1"
+    (incident,) = store.list_incidents()
+    assert incident.alert == "InputDrift"
+    assert incident.labels["source"] == "alertmanager"
+    assert incident.started_at == ended.timestamp() - 300
+    assert incident.ended_at == ended.timestamp()
+    assert incident.evidence == {"received_from": "alertmanager"}
+    assert store.count_open() == 0
+    store.close()
+
+
+def test_in_process_events_keep_their_incident(tmp_path: Path) -> None:
+    store = IncidentStore(tmp_path / "incidents.sqlite")
+    dispatcher = RecordingDispatcher()
+    received = ReceivedAlertIncidents(store, dispatcher)  # type: ignore[arg-type]
+    received.submit(received_alert(incident_id=42))
+    assert dispatcher.events[0].incident_id == 42
+    assert store.list_incidents() == []
+    store.close()
+
+
+def test_resolved_without_an_open_incident_passes_through(tmp_path: Path) -> None:
+    store = IncidentStore(tmp_path / "incidents.sqlite")
+    dispatcher = RecordingDispatcher()
+    received = ReceivedAlertIncidents(store, dispatcher)  # type: ignore[arg-type]
+    received.submit(received_alert("resolved"))
+    assert dispatcher.events[0].incident_id is None
+    assert store.list_incidents() == []
     store.close()
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from service.retention import remove_set_aside_files
 from service.store.incidents import IncidentPruning, IncidentStore
 from service.store.state_dir import prepare_state_dir
 from tests.support.peers import free_port
+from tests.support.waiting import on_event_loop, poll
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
@@ -114,22 +113,6 @@ def old_state(tmp_path: Path) -> dict[str, Any]:
     return {"state": state, "plot": plot, "open": still_open, "corrupt": corrupt}
 
 
-async def poll(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def on_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 async def test_the_alert_thread_prunes_old_state_at_start_never_on_the_loop(
     tmp_path: Path,
 ) -> None:
@@ -139,7 +122,7 @@ async def test_the_alert_thread_prunes_old_state_at_start_never_on_the_loop(
     where: list[tuple[str, bool]] = []
 
     def recording_prune(ended_before: float) -> IncidentPruning:
-        where.append((threading.current_thread().name, on_loop()))
+        where.append((threading.current_thread().name, on_event_loop()))
         return prune(ended_before)
 
     app.incidents.prune_resolved = recording_prune  # type: ignore[method-assign]
