@@ -419,26 +419,36 @@ def test_payloads_reach_logs_only_when_allowed(
         assert ("first [nan, 1.0, 2.0, 3.0]" in event["detail"]) is allowed
 
 
-def test_embedder_signal_embeds_calls_in_one_batch(
-    tmp_path: Path, make_observation: Callable[..., Any]
-) -> None:
+def _save_linear_embedder(path: Path, w: np.ndarray) -> Path:
+    """An ONNX embedder computing x @ w, saved at `path`."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    w = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["e"])], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
-        [helper.make_tensor_value_info("e", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, w.shape[0]])],
+        [helper.make_tensor_value_info("e", TensorProto.FLOAT, [None, w.shape[1]])],
         initializer=[numpy_helper.from_array(w, name="w")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    onnx.save(model, tmp_path / "e.onnx")
-    settings = _settings(
-        source={"embedder": {"path": str(tmp_path / "e.onnx"), "input": "x", "batch_size": 5}},
+    onnx.save(model, path)
+    return path
+
+
+def _embedder_settings(model: Path, batch_size: int) -> PipelineSettings:
+    """One embedder signal on input `x` that captures a 10-row reference."""
+    return _settings(
+        source={"embedder": {"path": str(model), "input": "x", "batch_size": batch_size}},
         reference={"capture": 10},
     )
+
+
+def test_embedder_signal_embeds_calls_in_one_batch(
+    tmp_path: Path, make_observation: Callable[..., Any]
+) -> None:
+    w = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
+    settings = _embedder_settings(_save_linear_embedder(tmp_path / "e.onnx", w), batch_size=5)
     pipeline, registry, _ = _pipeline(settings, tmp_path)
     x = np.arange(36, dtype=np.float32).reshape(12, 3)
     # The odd one first: the batch still keeps the common shape.
@@ -461,21 +471,10 @@ def test_embedder_signal_embeds_calls_in_one_batch(
 def test_one_bad_call_does_not_cost_its_batch_the_embedding(
     tmp_path: Path, make_observation: Callable[..., Any]
 ) -> None:
-    import onnx
-    from onnx import TensorProto, helper
-
     # Identity embedder: a NaN input row becomes a NaN embedding row.
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["e"])], "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
-        [helper.make_tensor_value_info("e", TensorProto.FLOAT, [None, 3])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, tmp_path / "e.onnx")
-    settings = _settings(
-        source={"embedder": {"path": str(tmp_path / "e.onnx"), "input": "x", "batch_size": 16}},
-        reference={"capture": 10},
+    identity = np.eye(3, dtype=np.float32)
+    settings = _embedder_settings(
+        _save_linear_embedder(tmp_path / "e.onnx", identity), batch_size=16
     )
     pipeline, registry, _ = _pipeline(settings, tmp_path)
     x = np.arange(30, dtype=np.float32).reshape(10, 3)
