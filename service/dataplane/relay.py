@@ -24,7 +24,6 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable
 from typing import Literal, cast
 
 from prometheus_client import CollectorRegistry
@@ -38,6 +37,7 @@ from service.dataplane.sampling import Sampler
 from service.dataplane.settings import DataplaneSettings, UpstreamSettings
 from service.dataplane.tap import ConnectionTap
 from service.dataplane.tls import listener_ssl_context, upstream_ssl_context
+from service.log_throttle import LogThrottle
 
 log = logging.getLogger(__name__)
 
@@ -449,26 +449,6 @@ def _connect_failure_reason(err: BaseException) -> str:
     if isinstance(err, ssl.SSLError):
         return "tls"
     return "connect_error"
-
-
-class LogThrottle:
-    """Lets one log line per key through per interval and counts the ones held back."""
-
-    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = interval
-        self._clock = clock
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-
-    def due(self, key: str) -> int | None:
-        """None to stay quiet; else how many were held back since the last line."""
-        now = self._clock()
-        last = self._last.get(key)
-        if last is not None and now - last < self._interval:
-            self._held[key] = self._held.get(key, 0) + 1
-            return None
-        self._last[key] = now
-        return self._held.pop(key, 0)
 
 
 class Relay:

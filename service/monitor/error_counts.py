@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import structlog
 
+from service.log_throttle import LogThrottle
+
 _log = structlog.get_logger("outrider.monitor")
 
 LabelKey = tuple[str, ...]
@@ -33,22 +35,17 @@ class ThrottledCounter:
         self.label_names = label_names
         self.interval = interval
         self.log = log
-        self._clock = clock
         self._counts: dict[LabelKey, float] = {}
-        self._last_logged: dict[LabelKey, float] = {}
+        self._throttle = LogThrottle(interval, clock)
         self._lock = threading.Lock()
 
     def inc(self, labels: LabelKey, amount: float = 1.0, detail: str = "") -> None:
         """Adds `amount` under `labels`; logs when this key has been quiet for `interval`."""
         if len(labels) != len(self.label_names):
             raise ValueError(f"{self.event}: expected labels {self.label_names}, got {labels}")
-        now = self._clock()
         with self._lock:
             self._counts[labels] = self._counts.get(labels, 0.0) + amount
-            last = self._last_logged.get(labels)
-            should_log = self.log and (last is None or now - last >= self.interval)
-            if should_log:
-                self._last_logged[labels] = now
+            should_log = self.log and self._throttle.due(labels) is not None
             total = self._counts[labels]
         if should_log:
             fields = dict(zip(self.label_names, labels, strict=True))

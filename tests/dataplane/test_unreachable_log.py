@@ -7,7 +7,7 @@ import logging
 import grpc
 import pytest
 
-from service.dataplane.relay import LogThrottle
+from service.log_throttle import LogThrottle
 from tests.dataplane.conftest import EchoUpstream, RelayFactory, open_channel, unary
 
 
