@@ -74,9 +74,27 @@ def ks_statistics_columns(reference_sorted_t: FloatArray, window: FloatArray) ->
     g = math.gcd(n1, n2)
     unit_ref = n2 // g  # lcm / n1
     unit_win = n1 // g  # lcm / n2
-    ws = np.sort(window.T, axis=1)  # (d, n2)
-    pos = np.arange(n2, dtype=np.int64)[None, :]
-    if n2 > 1 and bool((ws[:, 1:] == ws[:, :-1]).any()):
+    ws = np.ascontiguousarray(window.T)  # (d, n2), sorted in place: one copy, not two
+    ws.sort(axis=1)
+    ref_left = np.empty((d, n2), dtype=np.intp)  # reference values < each window value
+    for j in range(d):
+        ref_left[j] = reference_sorted_t[j].searchsorted(ws[j], side="left")
+    # A window value equal to a reference value needs the "right" count too. The first
+    # reference value >= it sits at ref_left (clipped to the row: past its end means none).
+    first_not_below = np.minimum(ref_left, n1 - 1)
+    first_not_below += np.arange(0, d * n1, n1)[:, None]
+    tied = np.flatnonzero((reference_sorted_t.ravel().take(first_not_below) == ws).any(axis=1))
+    window_ties = n2 > 1 and bool((ws[:, 1:] == ws[:, :-1]).any())
+    if not tied.size and not window_ties:
+        # The usual case (continuous values): with e = ref_left * unit_ref - i * unit_win at
+        # the i-th window point, the gap is |e| just left of it and |e - unit_win| at it, so
+        # the largest is max(max e, unit_win - min e).
+        e = ref_left * unit_ref
+        e -= np.arange(0, n2 * unit_win, unit_win)
+        h: IntArray = np.maximum(e.max(axis=1), unit_win - e.min(axis=1)).astype(np.int64)
+        return h
+    pos = np.arange(n2, dtype=np.intp)[None, :]
+    if window_ties:
         is_last = np.ones(ws.shape, dtype=bool)
         is_last[:, :-1] = ws[:, 1:] != ws[:, :-1]
         is_first = np.ones(ws.shape, dtype=bool)
@@ -87,20 +105,14 @@ def ks_statistics_columns(reference_sorted_t: FloatArray, window: FloatArray) ->
     else:
         win_right = np.broadcast_to(pos + 1, ws.shape)
         win_left = np.broadcast_to(pos, ws.shape)
-    ref_left = np.empty((d, n2), dtype=np.int64)
-    for j in range(d):
-        ref_left[j] = np.searchsorted(reference_sorted_t[j], ws[j], side="left")
-    # a window value equal to a reference value needs the "right" count too
-    at_left = np.take_along_axis(reference_sorted_t, np.minimum(ref_left, n1 - 1), axis=1)
-    tied = np.flatnonzero((at_left == ws).any(axis=1))
     ref_right = ref_left
     if tied.size:
         ref_right = ref_left.copy()
         for j in tied.tolist():
-            ref_right[j] = np.searchsorted(reference_sorted_t[j], ws[j], side="right")
+            ref_right[j] = reference_sorted_t[j].searchsorted(ws[j], side="right")
     gap_at = np.abs(ref_right * unit_ref - win_right * unit_win).max(axis=1)
     gap_before = np.abs(ref_left * unit_ref - win_left * unit_win).max(axis=1)
-    h: IntArray = np.maximum(gap_at, gap_before).astype(np.int64)
+    h = np.maximum(gap_at, gap_before).astype(np.int64)
     return h
 
 

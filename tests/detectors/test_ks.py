@@ -33,6 +33,22 @@ def test_statistics_and_p_values_equal_scipy_ks_2samp(n1: int, n2: int) -> None:
         assert abs(p[j] - want.pvalue) <= 1e-6
 
 
+@pytest.mark.parametrize(("n1", "n2"), [(300, 70), (70, 300), (1, 5), (5, 1)])
+def test_tie_free_statistics_equal_scipy_including_values_outside_the_reference(
+    n1: int, n2: int
+) -> None:
+    # no ties anywhere takes the one-pass path; the shifts put window values below and above
+    # every reference value
+    rng = np.random.default_rng(n1 + 7 * n2)
+    ref = rng.normal(size=(n1, 5))
+    win = rng.normal(size=(n2, 5)) * np.array([1.0, 0.2, 5.0, 1.0, 1.0]) + [0.0, 0, 0, 9, -9]
+    h = ks_statistics(np.sort(ref, axis=0), win)
+    lcm = n1 * n2 // math.gcd(n1, n2)
+    for j in range(5):
+        want = stats.ks_2samp(ref[:, j], win[:, j]).statistic
+        assert h[j] / lcm == pytest.approx(want, abs=1e-12)
+
+
 def test_large_samples_use_scipys_asymptotic_rule() -> None:
     rng = np.random.default_rng(3)
     ref = rng.normal(size=(10_001, 2))
