@@ -60,6 +60,7 @@ def test_failing_loudly_quick(tmp_path: Path) -> None:
     assert len(results["shifts"]) == 21
     assert set(results["methods"]) == {
         "BBSD-KS (softmax)", "MMD (embedding)", "KS (raw pixels)", "chi-squared (labels)",
+        "KS (kNN OOD score)", "union: pixels, labels, kNN score",
     }
 
 
