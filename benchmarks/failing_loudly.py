@@ -106,33 +106,33 @@ def shifted_target(
 
 
 @dataclass(frozen=True)
-class Test:
+class ViewTest:
     """One detector on one view of the images."""
 
     make: Callable[[int, float], DriftDetector]  # (window size n, alpha) -> detector
     view: Callable[[Views], np.ndarray]
 
 
-def tests_by_method(ref: Views) -> dict[str, tuple[Test, ...]]:
+def tests_by_method(ref: Views) -> dict[str, tuple[ViewTest, ...]]:
     """name -> its tests; a method flags drift when any of its k tests rejects at alpha / k."""
-    bbsd = Test(
+    bbsd = ViewTest(
         lambda n, a: detectors.BBSDDrift(ref.probs, window_size=n, alpha=a, input="probabilities"),
         lambda v: v.probs,
     )
-    mmd = Test(
+    mmd = ViewTest(
         lambda n, a: detectors.MMDDrift(
             ref.embedding, window_size=n, alpha=a, n_permutations=100, seed=0
         ),
         lambda v: v.embedding,
     )
-    pixels = Test(
+    pixels = ViewTest(
         lambda n, a: detectors.KSDrift(ref.pixels, window_size=n, alpha=a), lambda v: v.pixels
     )
-    labels = Test(
+    labels = ViewTest(
         lambda n, a: detectors.ChiSquareDrift(ref.labels, n_categories=10, window_size=n, alpha=a),
         lambda v: v.labels,
     )
-    knn = Test(
+    knn = ViewTest(
         lambda n, a: detectors.KSDrift(ref.knn_score, window_size=n, alpha=a), lambda v: v.knn_score
     )
     return {
