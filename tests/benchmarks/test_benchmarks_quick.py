@@ -42,7 +42,9 @@ def _run_quick(name: str, tmp_path: Path, *extra: str) -> dict[str, Any]:
 def test_detectors_speed_quick(tmp_path: Path) -> None:
     payload = _run_quick("detectors_speed", tmp_path, "--rounds", "1")
     results = payload["results"]
-    assert results["ks"]["max_abs_diff_vs_scipy_default"] <= 1e-6
+    assert results["ks"]["max_abs_diff_auto_vs_scipy_default"] <= 1e-6
+    assert results["ks"]["max_abs_diff_asymp_vs_scipy_asymp"] <= 1e-6
+    assert results["cvm_online"]["ours_update_batched_s"] > 0
 
 
 @pytest.mark.slow
