@@ -144,7 +144,8 @@ def _rules_with_short_drift_for(target: Path) -> None:
             if rule.get("alert") == "OutriderDriftDetected":
                 rule["for"] = "1s"
     (target / "alerts.yaml").write_text(yaml.safe_dump(alerts))
-    shutil.copy(DEPLOY_DIR / "prometheus/recording.yaml", target / "recording.yaml")
+    for name in ("recording.yaml", "slo.yaml"):
+        shutil.copy(DEPLOY_DIR / "prometheus" / name, target / name)
 
 
 def _send(port: int, batches: list[np.ndarray]) -> None:
@@ -238,7 +239,7 @@ def test_drift_alert_reaches_outriders_webhook_hook_exactly_once(
     }))
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules / "recording.yaml"), str(rules / "alerts.yaml")],
+        "rule_files": [str(rules / name) for name in ("recording.yaml", "slo.yaml", "alerts.yaml")],
         "alerting": {"alertmanagers": [
             {"static_configs": [{"targets": [f"127.0.0.1:{ports['alertmanager']}"]}]}
         ]},
