@@ -49,6 +49,7 @@ ANNOUNCED_METRICS: frozenset[str] = frozenset(
         "outrider_reference_samples",
         "outrider_probe_runs_total",
         "outrider_probe_regression",
+        "outrider_probe_regression_p_value",
         "outrider_incidents_open",
         "outrider_alert_transitions_undelivered",
     }

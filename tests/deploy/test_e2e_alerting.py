@@ -39,6 +39,7 @@ NOT_IN_THIS_SCRAPE = frozenset({
     "outrider_probe_accuracy_ratio",
     "outrider_probe_attack_success_ratio",
     "outrider_probe_regression",
+    "outrider_probe_regression_p_value",
     "outrider_probe_runs_total",
 })
 
@@ -186,19 +187,25 @@ def _shipped_alertmanager_config(target: Path, ports: dict[str, int]) -> None:
     notification went.
     """
     config = yaml.safe_load((DEPLOY_DIR / "alertmanager/alertmanager.yml").read_text())
+    config["templates"] = [str(DEPLOY_DIR / "alertmanager" / name) for name in config["templates"]]
     timings = {"group_wait": "200ms", "group_interval": "1s", "repeat_interval": "2s"}
     config["route"].update(timings)
-    for route in config["route"]["routes"]:
-        for key in timings:
-            if key in route:
-                route[key] = timings[key]
+
+    def shorten(routes: list[dict[str, Any]]) -> None:
+        for route in routes:
+            for key in timings:
+                if key in route:
+                    route[key] = timings[key]
+            shorten(route.get("routes", []))
+
+    shorten(config["route"]["routes"])
     receivers = []
     for receiver in config["receivers"]:
         name = receiver["name"]
         url = (f"http://127.0.0.1:{ports['admin']}/alertmanager" if name == "outrider"
                else f"http://127.0.0.1:{ports['hook']}/{name}")
         receivers.append({"name": name, "webhook_configs": [{"url": url, "send_resolved": True}]})
-    assert [r["name"] for r in receivers] == ["outrider", "pager", "tickets"]
+    assert [r["name"] for r in receivers] == ["outrider", "pager", "fraud-team-pager", "tickets"]
     config["receivers"] = receivers
     target.write_text(yaml.safe_dump(config))
 
