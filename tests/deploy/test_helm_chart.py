@@ -1,8 +1,8 @@
-"""The Helm chart in helm/outrider/, checked without a helm binary.
+"""The Helm chart in helm/outrider/: its values schema, the files it ships and its templates'
+source. What the templates render is checked in test_helm_rendering.py.
 
 Helm validates values.schema.json against the user's values merged over values.yaml, so
-the tests merge the same way before running check-jsonschema. Templates are Go templates:
-they are checked for the values they read and the files they ship, not rendered.
+the tests merge the same way before running check-jsonschema.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from deploy_contract import (
     CHART_DIR,
     DEPLOY_DIR,
     REPO_ROOT,
-    outrider_config_check,
     run_tool,
     tool_path,
 )
@@ -33,7 +32,7 @@ TEMPLATES = sorted((CHART_DIR / "templates").iterdir())
 # chart directory). Copies rather than symlinks so a packaged chart is self-contained.
 SHIPPED_COPIES = {
     CHART_DIR / f"files/prometheus/{name}": DEPLOY_DIR / f"prometheus/{name}"
-    for name in ("alerts.yaml", "recording.yaml")
+    for name in ("alerts.yaml", "recording.yaml", "slo.yaml")
 } | {
     CHART_DIR / f"files/grafana/{name}": DEPLOY_DIR / f"grafana/{name}"
     for name in ("outrider-overview.json", "outrider-model.json")
@@ -76,7 +75,8 @@ def test_schema_is_itself_a_valid_json_schema() -> None:
 
 def test_defaults_and_examples_merged_over_them_match_the_schema(tmp_path: Path) -> None:
     assert [path.name for path in EXAMPLES] == [
-        "values-kserve.yaml", "values-mlserver.yaml", "values-triton.yaml",
+        "values-cluster-monitoring.yaml", "values-kserve.yaml", "values-mlserver.yaml",
+        "values-triton.yaml",
     ]
     checked = [CHART_DIR / "values.yaml"]
     for example in EXAMPLES:
@@ -92,12 +92,20 @@ def test_defaults_and_examples_merged_over_them_match_the_schema(tmp_path: Path)
 @pytest.mark.parametrize(
     ("override", "complaint"),
     [
-        ({"mode": "daemonset"}, "'daemonset' is not one of ['sidecar', 'standalone']"),
         ({"listen": {"port": 70000}}, "70000 is greater than the maximum of 65535"),
         ({"securityContext": {"readOnlyRootFilesystem": False}}, "True was expected"),
         ({"serviceMonitr": {"enabled": True}}, "'serviceMonitr' was unexpected"),
-        ({"rbac": {"rules": [{"apiGroups": ["apps"], "resources": ["deployments"],
-                              "verbs": ["escalate"]}]}}, "'escalate' is not one of"),
+        ({"rbac": {"extraRules": [{"apiGroups": ["apps"], "resources": ["deployments"],
+                                   "verbs": ["escalate"]}]}}, "'escalate' is not one of"),
+        ({"podSecurityContext": {"runAsNonRoot": False}}, "True was expected"),
+        # the latency objective's threshold must be a bucket bound, spelled as its le label
+        ({"slo": {"latency": {"thresholdSeconds": "0.3"}}}, "'0.3' is not one of"),
+        ({"slo": {"errors": {"objective": 1}}}, "1 is greater than or equal to the maximum of 1"),
+        ({"prometheusRule": {"grafanaURL": "https://grafana.example.com/"}}, "does not match"),
+        ({"prometheusRule": {"runbookURLPattern": "https://runbooks.example.com/"}},
+         "does not match '%s'"),
+        ({"mode": "daemonset", "persistence": {"enabled": False}},
+         "'daemonset' is not one of ['sidecar', 'standalone', 'none']"),
         # one ReadWriteOnce claim cannot hold two pods' state
         ({"persistence": {"enabled": True}, "replicaCount": 2},
          "2 is greater than the maximum of 1"),
@@ -149,20 +157,11 @@ def test_templates_read_files_that_ship() -> None:
     read = set()
     for template in TEMPLATES:
         read |= set(_FILES_GET.findall(template.read_text()))
-    assert read == {
-        "files/prometheus/recording.yaml",
-        "files/prometheus/alerts.yaml",
-        "files/grafana/*.json",
-    }
+    assert read == {"files/grafana/*.json"}
+    rules_template = (CHART_DIR / "templates" / "prometheusrule.yaml").read_text()
+    for name in ("recording.yaml", "slo.yaml", "alerts.yaml"):
+        assert f'"files/prometheus/{name}"' in rules_template
     assert len(list(CHART_DIR.glob("files/grafana/*.json"))) == 2
-
-
-def test_persistence_makes_the_deployment_recreate_its_pod() -> None:
-    text = (CHART_DIR / "templates" / "deployment.yaml").read_text()
-    guarded = re.search(
-        r"\{\{- if \.Values\.persistence\.enabled \}\}(.*?)\{\{- end \}\}", text, re.S
-    )
-    assert guarded is not None and "type: Recreate" in guarded.group(1)
 
 
 def test_dashboards_carry_the_grafana_sidecar_label() -> None:
@@ -177,61 +176,11 @@ def test_default_security_context_is_non_root_with_read_only_root() -> None:
     assert context["capabilities"] == {"drop": ["ALL"]}
 
 
-def test_rbac_matches_the_kustomize_role() -> None:
-    role = next(
-        doc for doc in yaml.safe_load_all((DEPLOY_DIR / "kubernetes/base/rbac.yaml").read_text())
-        if doc["kind"] == "Role"
-    )
-    assert _values()["rbac"]["rules"] == role["rules"]
-
-
 def test_chart_version_tracks_the_package() -> None:
     chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
     assert chart["apiVersion"] == "v2"
     assert chart["appVersion"] == pyproject["project"]["version"]
-
-
-def _rendered_config(values: dict[str, Any]) -> dict[str, Any]:
-    """What the `outrider.config` helper in _helpers.tpl renders for these values."""
-    sidecar = values["mode"] == "sidecar"
-    from_chart = {
-        "state_dir": values["stateDir"],
-        "admin": {"host": "0.0.0.0", "port": values["admin"]["port"]},
-        "dataplane": {
-            "listen_host": "0.0.0.0",
-            "listen_port": values["listen"]["port"],
-            "upstream": {
-                "host": "127.0.0.1" if sidecar else values["upstream"]["host"],
-                "port": values["upstream"]["port"],
-            },
-        },
-    }
-    if values["admin"]["tokenSecret"]["name"]:
-        from_chart["hooks"] = {"inbound": {"token": {"env": "OUTRIDER_ADMIN_TOKEN"}}}
-    return coalesce(values["config"], from_chart)
-
-
-def test_helper_sets_the_keys_the_python_mirror_sets() -> None:
-    helper = (CHART_DIR / "templates/_helpers.tpl").read_text()
-    for key in ('"state_dir"', '"admin"', '"host" "0.0.0.0"', '"listen_host"',
-                '"listen_port"', '"upstream"', "mustMergeOverwrite (deepCopy .Values.config)",
-                '(dict "inbound" (dict "token" (dict "env" "OUTRIDER_ADMIN_TOKEN")))'):
-        assert key in helper
-
-
-def test_rendered_outrider_config_passes_config_check(tmp_path: Path) -> None:
-    configs = []
-    for values_file in [CHART_DIR / "values.yaml", *EXAMPLES]:
-        values = _values()
-        if values_file.name != "values.yaml":
-            values = coalesce(values, yaml.safe_load(values_file.read_text()))
-        config = tmp_path / f"config-{values_file.stem}.yaml"
-        config.write_text(yaml.safe_dump(_rendered_config(values)))
-        configs.append(config)
-    code, output = outrider_config_check(configs)
-    assert code == 0, output
-    assert output.count(": valid\n") == 4, output
 
 
 def test_readme_install_examples_name_existing_files() -> None:

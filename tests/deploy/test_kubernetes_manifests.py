@@ -19,14 +19,13 @@ from deploy_contract import (
 KUSTOMIZE_DIRS = sorted(
     path.parent for path in (DEPLOY_DIR / "kubernetes").rglob("kustomization.yaml")
 )
+# The base's one hook (outrider-config.yaml): a kubernetes-deployment rollback of "digits".
 ROLLBACK_RULES = [
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["digits"],
+     "verbs": ["get", "patch"]},
     {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
-    {"apiGroups": ["argoproj.io"], "resources": ["rollouts", "rollouts/status"],
-     "verbs": ["get", "patch"]},
-    {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
-     "verbs": ["get", "patch"]},
 ]
+TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 # Argo ({{args.x}}) and Flagger ({{ target }}) placeholders, filled before promtool parses.
 _TEMPLATE = re.compile(r"\{\{\s*(args\.[\w-]+|\w+)\s*\}\}")
 _OUTRIDER = re.compile(r"\boutrider_\w+")
@@ -88,12 +87,35 @@ def test_base_pod_runs_outrider_beside_the_model_server_locked_down() -> None:
     for container in containers.values():
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert containers["model-server"]["securityContext"]["runAsNonRoot"] is True
 
 
-def test_rbac_is_exactly_what_the_rollback_hooks_need() -> None:
-    docs = {doc["kind"]: doc for doc in _documents(DEPLOY_DIR / "kubernetes/base/rbac.yaml")}
-    assert docs["Role"]["rules"] == ROLLBACK_RULES
-    assert docs["RoleBinding"]["subjects"] == [{"kind": "ServiceAccount", "name": "outrider"}]
+def test_only_outrider_holds_the_service_account_token_and_the_admin_token() -> None:
+    (deployment,) = _documents(DEPLOY_DIR / "kubernetes/base/deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    service_account = next(doc for doc in _documents(DEPLOY_DIR / "kubernetes/base/rbac.yaml")
+                           if doc["kind"] == "ServiceAccount")
+    assert service_account["automountServiceAccountToken"] is False
+    mounts = {c["name"]: {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+              for c in pod["containers"]}
+    assert mounts["outrider"]["kube-api-access"] == TOKEN_PATH
+    assert "kube-api-access" not in mounts["model-server"]
+    assert "admin-token" not in mounts["model-server"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "serviceAccountToken" in volumes["kube-api-access"]["projected"]["sources"][0]
+
+
+def test_every_object_validates_against_kubernetes_schemas() -> None:
+    validate = pytest.importorskip("kubernetes_validate")
+    checked = 0
+    for doc in _kustomize(DEPLOY_DIR / "kubernetes" / "base"):
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue
+        validate.validate(doc, "1.30.0", strict=True)
+        checked += 1
+    assert checked == 6
 
 
 def test_service_monitor_names_the_job_the_alert_rules_expect() -> None:
@@ -105,17 +127,29 @@ def test_service_monitor_names_the_job_the_alert_rules_expect() -> None:
     assert monitor["spec"]["endpoints"][0]["port"] == "admin"
 
 
-def test_inbound_token_comes_from_the_secret_the_pod_exports() -> None:
+def test_inbound_token_is_read_from_the_secret_mounted_as_a_file() -> None:
     config = yaml.safe_load((DEPLOY_DIR / "kubernetes/base/outrider-config.yaml").read_text())
     assert config["admin"]["host"] == "0.0.0.0"
-    assert config["hooks"]["inbound"]["token"] == {"env": "OUTRIDER_ADMIN_TOKEN"}
     (deployment,) = _documents(DEPLOY_DIR / "kubernetes/base/deployment.yaml")
-    (outrider,) = [c for c in deployment["spec"]["template"]["spec"]["containers"]
-                   if c["name"] == "outrider"]
-    env = {e["name"]: e for e in outrider["env"]}
-    assert env["OUTRIDER_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": "outrider-admin-token", "key": "token",
-    }
+    pod = deployment["spec"]["template"]["spec"]
+    (outrider,) = [c for c in pod["containers"] if c["name"] == "outrider"]
+    assert all(e["name"] != "OUTRIDER_ADMIN_TOKEN" for e in outrider["env"])
+    (mount,) = [m for m in outrider["volumeMounts"] if m["name"] == "admin-token"]
+    assert "subPath" not in mount
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "admin-token"]
+    assert volume["secret"]["secretName"] == "outrider-admin-token"
+    (item,) = volume["secret"]["items"]
+    assert config["hooks"]["inbound"]["token"] == {
+        "file": f"{mount['mountPath']}/{item['path']}"}
+
+
+def test_the_hook_the_role_allows_is_the_one_configured() -> None:
+    config = yaml.safe_load((DEPLOY_DIR / "kubernetes/base/outrider-config.yaml").read_text())
+    (hook,) = config["hooks"]["hooks"]
+    assert hook["type"] == "kubernetes-deployment"
+    assert ROLLBACK_RULES[0]["resourceNames"] == [hook["deployment"]]
+    (deployment,) = _documents(DEPLOY_DIR / "kubernetes/base/deployment.yaml")
+    assert deployment["metadata"]["name"] == hook["deployment"]
 
 
 def test_outrider_config_passes_outrider_config_check() -> None:

@@ -60,7 +60,77 @@ values.
     "listen_port" .Values.listen.port
     "upstream" (dict "host" $upstreamHost "port" .Values.upstream.port)) }}
 {{- if .Values.admin.tokenSecret.name }}
-{{- $_ := set $fromChart "hooks" (dict "inbound" (dict "token" (dict "env" "OUTRIDER_ADMIN_TOKEN"))) }}
+{{- $_ := set $fromChart "hooks" (dict "inbound" (dict "token" (dict "file" (include "outrider.adminTokenFile" .)))) }}
 {{- end }}
 {{- toYaml (mustMergeOverwrite (deepCopy .Values.config) $fromChart) }}
+{{- end }}
+
+{{/* Where the admin token Secret's key is mounted in outrider's container. */}}
+{{- define "outrider.adminTokenDir" -}}
+/var/run/secrets/outrider/admin
+{{- end }}
+{{- define "outrider.adminTokenFile" -}}
+{{ include "outrider.adminTokenDir" . }}/token
+{{- end }}
+
+{{/*
+The hooks in config.hooks.hooks that act through this cluster's API server with the pod's
+ServiceAccount: Kubernetes-object hooks without a connection.api_url of their own.
+*/}}
+{{- define "outrider.clusterHooks" -}}
+{{- $found := list }}
+{{- range $hook := (dig "hooks" "hooks" (list) .Values.config) }}
+{{- if and (has $hook.type (list "kubernetes-deployment" "argo-rollouts" "kserve")) (not (dig "connection" "api_url" "" $hook)) }}
+{{- $found = append $found $hook }}
+{{- end }}
+{{- end }}
+{{- toYaml (dict "hooks" $found) }}
+{{- end }}
+
+{{/* "true" when outrider needs a ServiceAccount token (a cluster hook is configured). */}}
+{{- define "outrider.needsApiToken" -}}
+{{- if (include "outrider.clusterHooks" . | fromYaml).hooks }}true{{ end }}
+{{- end }}
+
+{{/*
+RBAC rules per namespace for the cluster hooks, scoped to the objects they name:
+  kubernetes-deployment: get and patch the Deployment, list ReplicaSets (RBAC cannot narrow
+                         list by name) to find the previous revision;
+  argo-rollouts:         get the Rollout, patch its status subresource (abort);
+  kserve:                get and patch the InferenceService (canaryTrafficPercent).
+*/}}
+{{- define "outrider.hookRules" -}}
+{{- $names := dict }}
+{{- range $hook := (include "outrider.clusterHooks" . | fromYaml).hooks }}
+{{- $ns := $hook.namespace }}
+{{- $entry := get $names $ns | default (dict "deployments" (list) "rollouts" (list) "inferenceservices" (list)) }}
+{{- if eq $hook.type "kubernetes-deployment" }}
+{{- $_ := set $entry "deployments" (append $entry.deployments $hook.deployment | uniq) }}
+{{- else if eq $hook.type "argo-rollouts" }}
+{{- $_ := set $entry "rollouts" (append $entry.rollouts $hook.rollout | uniq) }}
+{{- else }}
+{{- $_ := set $entry "inferenceservices" (append $entry.inferenceservices $hook.inference_service | uniq) }}
+{{- end }}
+{{- $_ := set $names $ns $entry }}
+{{- end }}
+{{- $roles := dict }}
+{{- range $ns, $entry := $names }}
+{{- $rules := list }}
+{{- with $entry.deployments }}
+{{- $rules = append $rules (dict "apiGroups" (list "apps") "resources" (list "deployments") "resourceNames" . "verbs" (list "get" "patch")) }}
+{{- $rules = append $rules (dict "apiGroups" (list "apps") "resources" (list "replicasets") "verbs" (list "list")) }}
+{{- end }}
+{{- with $entry.rollouts }}
+{{- $rules = append $rules (dict "apiGroups" (list "argoproj.io") "resources" (list "rollouts") "resourceNames" . "verbs" (list "get")) }}
+{{- $rules = append $rules (dict "apiGroups" (list "argoproj.io") "resources" (list "rollouts/status") "resourceNames" . "verbs" (list "patch")) }}
+{{- end }}
+{{- with $entry.inferenceservices }}
+{{- $rules = append $rules (dict "apiGroups" (list "serving.kserve.io") "resources" (list "inferenceservices") "resourceNames" . "verbs" (list "get" "patch")) }}
+{{- end }}
+{{- $_ := set $roles $ns $rules }}
+{{- end }}
+{{- with .Values.rbac.extraRules }}
+{{- $_ := set $roles $.Release.Namespace (concat (get $roles $.Release.Namespace | default (list)) .) }}
+{{- end }}
+{{- toYaml $roles }}
 {{- end }}
