@@ -167,3 +167,17 @@ def test_every_promql_query_parses(promtool: str, tmp_path: Path) -> None:
     rule_file.write_text(yaml.safe_dump(rules))
     result = run_tool([promtool, "check", "rules", str(rule_file)])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_operations_guide_names_commands_and_settings_that_exist() -> None:
+    guide = (RUNBOOK_DIR.parent / "operations.md").read_text()
+    for command in _outrider_commands(guide):
+        code, error = _parse(_argv(command))
+        assert code == 0, f"operations.md: {command!r} does not parse: {error}"
+    configuration = (RUNBOOK_DIR.parent / "configuration.md").read_text()
+    assert "`monitor.log_payloads`" in configuration
+    assert "monitor.log_payloads" in guide and "logging.log_payloads" not in guide
+    for section in ("## Persistence", "## Upgrades and downgrades", "## Backup and restore"):
+        assert section in guide
+    backup = guide.split("## Backup and restore")[1]
+    assert ".backup" in backup and "-wal" in backup  # not a plain copy of a WAL database
