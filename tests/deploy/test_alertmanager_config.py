@@ -44,7 +44,9 @@ ROUTING_CASES = [
 ]
 
 
-def _routes_test(config: Path, labels: list[str], receivers: str) -> subprocess.CompletedProcess[str]:
+def _routes_test(
+    config: Path, labels: list[str], receivers: str
+) -> subprocess.CompletedProcess[str]:
     amtool = shutil.which("amtool")
     if amtool is None:
         pytest.skip("amtool is not installed (Debian: prometheus-alertmanager)")
@@ -160,8 +162,8 @@ def test_a_group_mixing_pods_and_signals_gets_a_summary_naming_every_pod(
     summary = _render(amtool, tmp_path, group, '{{ template "outrider.summary" . }}')
     assert summary == ("Input drift on digits 2 (input) on digits-7f9c-a; "
                        "also on digits-7f9c-b (embedding)")
-    links = _render(amtool, tmp_path, group,
-                    '{{ template "outrider.runbook_url" . }} {{ template "outrider.dashboard_url" . }}')
+    links = _render(amtool, tmp_path, group, '{{ template "outrider.runbook_url" . }} '
+                    '{{ template "outrider.dashboard_url" . }}')
     assert links == ("https://runbooks.example.com/OutriderDriftDetected.md "
                      "https://grafana.example.com/d/outrider-model/outrider-model"
                      "?var-instance=10.1.0.7:8081")
@@ -225,9 +227,10 @@ def _alertmanager(tmp_path: Path) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 30
         while True:
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1):
-                    break
+            with contextlib.suppress(OSError), urllib.request.urlopen(
+                f"{url}/-/ready", timeout=1
+            ):
+                break
             assert process.poll() is None, (tmp_path / "alertmanager.log").read_text()
             assert time.monotonic() < deadline, "Alertmanager did not become ready"
             time.sleep(0.1)

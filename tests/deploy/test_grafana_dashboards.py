@@ -19,7 +19,9 @@ PROMETHEUS_SERIES = frozenset({"ALERTS", "up"})
 # The monitoring-mixin convention: these scope every query, in this order, first.
 SCOPE_VARIABLES = ["datasource", "cluster", "namespace", "instance"]
 # Grafana's built-in variables (and $__all, the "All" value in a dashboard URL).
-BUILT_IN = re.compile(r"__(rate_interval|interval|range|url_time_range|all|data|field|value|series)\b")
+BUILT_IN = re.compile(
+    r"__(rate_interval|interval|range|url_time_range|all|data|field|value|series)\b"
+)
 # Grafana's built-in range variables, replaced by a duration before promtool sees them.
 _RANGE_VARIABLE = re.compile(r"\$__(rate_interval|interval|range)\b")
 _VARIABLE = re.compile(r"\$\{?(\w+)(?:[.:][\w.]+)?\}?")
@@ -231,7 +233,7 @@ def test_every_link_opens_a_shipped_dashboard_with_variables_that_exist(path: Pa
         parts = urlsplit(url)
         uid = parts.path.split("/")[2]
         assert parts.path.startswith("/d/") and uid in dashboards, url
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        for key, _ in parse_qsl(parts.query, keep_blank_values=True):
             if key.startswith("var-"):
                 assert key[len("var-"):] in dashboards[uid], (panel["title"], key)
         for name in re.findall(r"\$\{(\w+):queryparam\}", url):

@@ -11,7 +11,9 @@ import pytest
 import yaml
 from deploy_contract import CHART_DIR, DEPLOY_DIR, outrider_config_check, run_tool
 
-helm = pytest.importorskip("helm_python", reason="helm-python-sdk (the dev extra) renders the chart")
+helm = pytest.importorskip(
+    "helm_python", reason="helm-python-sdk (the dev extra) renders the chart"
+)
 
 EXAMPLES = sorted((CHART_DIR / "examples").glob("*.yaml"))
 KUBERNETES_VERSION = "1.30.0"  # inside the chart's kubeVersion (>= 1.25)
@@ -195,7 +197,7 @@ def test_admin_token_is_a_file_in_outrider_only_and_the_config_reads_it() -> Non
     assert volume["secret"]["items"] == [{"key": "tok", "path": "token"}]
     by_name = containers(objects)
     for container in by_name.values():
-        assert all("OUTRIDER_ADMIN_TOKEN" != e["name"] for e in container.get("env", []))
+        assert all(e["name"] != "OUTRIDER_ADMIN_TOKEN" for e in container.get("env", []))
     assert [m for m in by_name["model-server"].get("volumeMounts", [])
             if m["name"] == "admin-token"] == []
     (mount,) = [m for m in by_name["outrider"]["volumeMounts"] if m["name"] == "admin-token"]
@@ -308,8 +310,9 @@ def _write_rule_files(groups: list[dict[str, Any]], target: Path) -> None:
 def test_rendered_rules_with_default_values_are_the_promtool_tested_files() -> None:
     """With default values the chart changes nothing: deploy/prometheus/tests cover it."""
     groups = _rule_groups(render({"prometheusRule": {"enabled": True}}))
-    shipped = [group for name in ("recording.yaml", "slo.yaml", "alerts.yaml")
-               for group in yaml.safe_load((DEPLOY_DIR / "prometheus" / name).read_text())["groups"]]
+    names = ("recording.yaml", "slo.yaml", "alerts.yaml")
+    files = [DEPLOY_DIR / "prometheus" / name for name in names]
+    shipped = [group for path in files for group in yaml.safe_load(path.read_text())["groups"]]
     assert groups == shipped
 
 
@@ -331,7 +334,8 @@ def test_rule_values_set_runbooks_dashboards_rollback_hooks_and_objectives(
     assert len(alerts) == 14
     for rule in alerts:
         annotations = rule["annotations"]
-        assert annotations["runbook_url"] == f"https://runbooks.example.com/outrider/{rule['alert']}"
+        expected_runbook = f"https://runbooks.example.com/outrider/{rule['alert']}"
+        assert annotations["runbook_url"] == expected_runbook
         assert annotations["dashboard_url"].startswith("https://grafana.internal:3000/grafana/d/")
         assert "grafana.example.com" not in annotations["dashboard_url"]
     (rollback,) = [rule for rule in alerts if rule["alert"] == "OutriderAutomaticRollback"]
@@ -345,8 +349,8 @@ def test_rule_values_set_runbooks_dashboards_rollback_hooks_and_objectives(
             'label_replace(vector(1.0), "le", "1.0", "", "")',
     }
     _write_rule_files(groups, tmp_path)
-    result = run_tool([promtool, "check", "rules", *(str(tmp_path / name) for name in
-                                                     ("recording.yaml", "slo.yaml", "alerts.yaml"))])
+    files = [str(tmp_path / name) for name in ("recording.yaml", "slo.yaml", "alerts.yaml")]
+    result = run_tool([promtool, "check", "rules", *files])
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -135,9 +135,9 @@ def test_the_command_check_catches_a_command_that_does_not_exist() -> None:
     assert _parse(["incidents", "plot", "1", "-o", "x.png"])[0] != 0
     assert _parse(["incidents", "plot", "--help"])[0] != 0
     assert _parse(_argv('outrider incidents show --config /etc/outrider/config.yaml "$ID"'))[0] == 0
-    assert _outrider_commands(
-        '```sh\nkubectl exec "$POD" -c outrider -- \\\n  outrider incidents list --status open\n```\n'
-    ) == ["outrider incidents list --status open"]
+    page = ('```sh\nkubectl exec "$POD" -c outrider -- \\\n'
+            '  outrider incidents list --status open\n```\n')
+    assert _outrider_commands(page) == ["outrider incidents list --status open"]
 
 
 def _promql(text: str) -> list[str]:
