@@ -194,3 +194,16 @@ def test_readme_install_examples_name_existing_files() -> None:
 def test_grafana_dashboards_are_valid_json_in_the_chart() -> None:
     for path in CHART_DIR.glob("files/grafana/*.json"):
         assert json.loads(path.read_text())["uid"] == path.stem
+
+
+def test_latency_threshold_choices_are_the_histograms_le_labels() -> None:
+    """slo.latency.thresholdSeconds must match an `le` label exactly, or no bucket is read."""
+    from prometheus_client.utils import floatToGoString
+
+    from service.dataplane.metrics import DURATION_BUCKETS
+
+    schema = json.loads(SCHEMA.read_text())
+    choices = schema["properties"]["slo"]["properties"]["latency"]["properties"][
+        "thresholdSeconds"]["enum"]
+    assert choices == [floatToGoString(bound) for bound in DURATION_BUCKETS]
+    assert _values()["slo"]["latency"]["thresholdSeconds"] in choices
