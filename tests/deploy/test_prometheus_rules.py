@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -97,6 +98,7 @@ def test_every_expected_alert_exists_with_its_severities() -> None:
     assert found == EXPECTED_ALERTS
 
 
+@functools.cache
 def _unit_tested() -> tuple[set[tuple[str, str]], set[str]]:
     """(alert, severity) pairs some promtool test expects firing; alerts one expects quiet."""
     firing: set[tuple[str, str]] = set()
