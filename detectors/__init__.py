@@ -4,7 +4,10 @@ Every detector follows one contract: constructor arguments stored under their ow
 and validated, a reference given at construction or by `fit`, `update(batch) -> self`,
 read-only `drift_detected`, `score`, `threshold`, `p_value`, `rejected`, `n_seen`,
 `reset()` and a pickle-free `state_dict()` / `load_state_dict()`. OOD scorers offer
-`fit`, `score`, `threshold` and `is_ood`. See detectors/README.md for when to use which.
+`fit`, `score`, `threshold` and `is_ood`. Performance: realized metrics with confidence
+intervals (`detectors.performance_metrics`), label-free estimators with
+`fit(probabilities, labels)` / `estimate(probabilities)` (`detectors.performance_estimation`)
+and `PerformanceDegradationTest`. See detectors/README.md for when to use which.
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ from detectors.mmd import MMDDrift
 from detectors.ood_rate import OODRateTest
 from detectors.page_hinkley import PageHinkley
 from detectors.pca_reconstruction import PCAReconstructionDrift
+from detectors.performance_degradation import PerformanceDegradationTest
+from detectors.performance_estimation import (
+    ConfidenceBasedEstimator,
+    PerformanceEstimator,
+    ThresholdedConfidenceEstimator,
+)
+from detectors.performance_metrics import MetricValue
 from detectors.rff_mmd_online import RffMmdOnline
 
 __all__ = [
@@ -33,6 +43,7 @@ __all__ = [
     "CVMDrift",
     "CVMOnline",
     "ChiSquareDrift",
+    "ConfidenceBasedEstimator",
     "DriftDetector",
     "EnergyScorer",
     "KSDrift",
@@ -40,9 +51,13 @@ __all__ = [
     "MMDDrift",
     "MahalanobisScorer",
     "MaxSoftmaxScorer",
+    "MetricValue",
     "OODRateTest",
     "OODScorer",
     "PCAReconstructionDrift",
     "PageHinkley",
+    "PerformanceDegradationTest",
+    "PerformanceEstimator",
     "RffMmdOnline",
+    "ThresholdedConfidenceEstimator",
 ]

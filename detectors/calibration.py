@@ -1,0 +1,120 @@
+"""Monotone maps from a classifier's scores to calibrated probabilities, fitted on labelled rows.
+
+Two calibrators, both in numpy and both stored as two knot arrays (so an estimator's
+`state_dict` holds them as plain arrays):
+
+- ``"isotonic"``: isotonic regression by pool-adjacent-violators (Zadrozny and Elkan 2002),
+  the non-decreasing step fit minimising squared error; between the first and last score
+  of neighbouring blocks it interpolates linearly and outside the fitted range it clips,
+  as scikit-learn's ``IsotonicRegression(out_of_bounds="clip")`` does (and NannyML's CBPE
+  uses).
+- ``"histogram"``: histogram binning (Zadrozny and Elkan 2001) over `n_bins` equal-mass bins
+  of the scores: a score maps to the fraction of positives in its bin.
+
+References
+----------
+Zadrozny, B. and Elkan, C. (2002). Transforming classifier scores into accurate multiclass
+probability estimates. KDD. Zadrozny, B. and Elkan, C. (2001). Obtaining calibrated
+probability estimates from decision trees and naive Bayesian classifiers. ICML.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectors.base import FloatArray
+
+CALIBRATIONS = ("isotonic", "histogram", "none")
+
+__all__ = ["CALIBRATIONS", "apply_calibration", "fit_calibration"]
+
+
+def _pool_adjacent_violators(
+    y: FloatArray, w: FloatArray
+) -> tuple[FloatArray, FloatArray, list[int]]:
+    """Block means, block weights and block start indices of the isotonic fit of y."""
+    means: list[float] = []
+    weights: list[float] = []
+    starts: list[int] = []
+    for i, (yi, wi) in enumerate(zip(y.tolist(), w.tolist(), strict=True)):
+        means.append(yi)
+        weights.append(wi)
+        starts.append(i)
+        while len(means) > 1 and means[-2] >= means[-1]:
+            m2, w2 = means.pop(), weights.pop()
+            starts.pop()
+            w1 = weights[-1]
+            total = w1 + w2
+            means[-1] = (means[-1] * w1 + m2 * w2) / total if total > 0 else means[-1]
+            weights[-1] = total
+    return np.asarray(means), np.asarray(weights), starts
+
+
+def _fit_isotonic(scores: FloatArray, targets: FloatArray) -> tuple[FloatArray, FloatArray]:
+    order = np.argsort(scores, kind="stable")
+    s, t = scores[order], targets[order]
+    # equal scores are one point with the mean target (as scikit-learn pools ties)
+    uniq, start = np.unique(s, return_index=True)
+    counts = np.diff(np.r_[start, s.size]).astype(np.float64)
+    sums = np.add.reduceat(t, start)
+    means, _, block_starts = _pool_adjacent_violators(sums / counts, counts)
+    ends = [*block_starts[1:], uniq.size]
+    xs: list[float] = []
+    ys: list[float] = []
+    for value, a, b in zip(means.tolist(), block_starts, ends, strict=True):
+        xs.append(float(uniq[a]))
+        ys.append(value)
+        if b - 1 > a:  # a block spanning several scores is flat between its ends
+            xs.append(float(uniq[b - 1]))
+            ys.append(value)
+    return np.asarray(xs), np.asarray(ys)
+
+
+def _fit_histogram(
+    scores: FloatArray, targets: FloatArray, n_bins: int
+) -> tuple[FloatArray, FloatArray]:
+    order = np.argsort(scores, kind="stable")
+    s, t = scores[order], targets[order]
+    cuts = np.unique(np.floor(np.arange(n_bins) * s.size / n_bins).astype(np.intp))
+    # a bin starts at its first score; ties straddling a cut all go to the earlier bin
+    lefts = np.unique(s[cuts])
+    bins = np.searchsorted(lefts, s, side="right") - 1
+    sums = np.bincount(bins, weights=t, minlength=lefts.size)
+    counts = np.bincount(bins, minlength=lefts.size)
+    values = sums / np.maximum(counts, 1)
+    lefts = lefts.copy()
+    lefts[0] = -np.inf
+    return lefts, values
+
+
+def fit_calibration(
+    kind: str, scores: FloatArray, targets: FloatArray, n_bins: int = 20
+) -> tuple[FloatArray, FloatArray]:
+    """Knots (x, y) of a calibration map fitted on scores and 0/1 (or fractional) targets.
+
+    >>> scores, targets = np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 1, 0, 1.0])
+    >>> x, y = fit_calibration("isotonic", scores, targets)
+    >>> x.tolist(), y.tolist()
+    ([0.1, 0.35, 0.4, 0.8], [0.0, 0.0, 1.0, 1.0])
+    >>> apply_calibration("isotonic", x, y, np.array([0.0, 0.375, 0.9])).tolist()
+    [0.0, 0.5, 1.0]
+    """
+    if kind == "isotonic":
+        return _fit_isotonic(scores, targets)
+    if kind == "histogram":
+        return _fit_histogram(scores, targets, n_bins)
+    if kind == "none":
+        return np.zeros(0), np.zeros(0)
+    raise ValueError(f"calibration must be one of {list(CALIBRATIONS)}, got {kind!r}")
+
+
+def apply_calibration(kind: str, x: FloatArray, y: FloatArray, scores: FloatArray) -> FloatArray:
+    """Calibrated probabilities of `scores` from the knots of `fit_calibration`."""
+    if kind == "none":
+        return scores.copy()
+    if kind == "isotonic":
+        out: FloatArray = np.interp(scores, x, y)
+        return out
+    idx = np.searchsorted(x, scores, side="right") - 1
+    binned: FloatArray = y[np.clip(idx, 0, y.size - 1)]
+    return binned
