@@ -124,6 +124,19 @@ def digits_upscaled(n: int, seed: int = 0) -> np.ndarray:
     return out.reshape(n, -1)
 
 
+def digits_28_labelled(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """All 1797 scikit-learn digits upscaled as in `digits_upscaled`, with labels, shuffled."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng(seed).permutation(len(digits.target))
+    out = np.zeros((order.size, IMAGE_SIDE, IMAGE_SIDE))
+    for i, j in enumerate(order):
+        big = ndimage.zoom(digits.images[j] / 16.0 * 255.0, 20 / 8, order=1)
+        out[i, 4:24, 4:24] = np.clip(big, 0.0, 255.0)
+    return out.reshape(order.size, -1), np.asarray(digits.target[order], dtype=np.int64)
+
+
 def uniform_noise(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0.0, 255.0, size=(n, IMAGE_SIDE * IMAGE_SIDE))
 

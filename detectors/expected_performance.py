@@ -86,10 +86,26 @@ def _draw_labels(q: FloatArray, n_draws: int, rng: np.random.Generator) -> IntAr
     cum = np.cumsum(q, axis=1)
     cum[:, -1] = 1.0
     u = rng.random((n_draws, q.shape[0]))
-    labels = np.zeros((n_draws, q.shape[0]), dtype=np.int64)
-    for c in range(q.shape[1] - 1):  # the label is the number of cumulative bounds below u
-        labels += u >= cum[None, :, c]
+    # the label is the number of the row's cumulative bounds at or below u: one search over
+    # all rows at once, row i's bounds offset by i so that the whole array stays sorted
+    n, k = q.shape
+    offsets = np.arange(n, dtype=np.float64)
+    flat = (cum + offsets[:, None]).ravel()
+    found = np.searchsorted(flat, u + offsets[None, :], side="right")
+    labels: IntArray = np.minimum(found - np.arange(n)[None, :] * k, k - 1).astype(np.int64)
     return labels
+
+
+def _mid_ranks(values: FloatArray) -> FloatArray:
+    """1-based ranks, tied values sharing their mean rank (scipy's rankdata "average")."""
+    order = np.argsort(values, kind="stable")
+    s = values[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    ends = np.r_[starts[1:], s.size]
+    group_rank = (starts + ends + 1) / 2.0
+    ranks: FloatArray = np.empty(s.size)
+    ranks[order] = np.repeat(group_rank, ends - starts)
+    return ranks
 
 
 def _drawn_metrics(
@@ -106,7 +122,7 @@ def _drawn_metrics(
     # Mann-Whitney: AUC = (sum of the positives' mid-ranks - P (P + 1) / 2) / (P N)
     aucs = np.full((d, k), np.nan)
     for c in [1] if k == 2 else range(k):
-        ranks = stats.rankdata(scores[:, c])
+        ranks = _mid_ranks(scores[:, c])
         is_c = (labels == c).astype(np.float64)
         n_pos = actual[:, c]
         den = n_pos * (n - n_pos)

@@ -59,7 +59,13 @@ from detectors.base import (
     check_open_unit,
     check_positive_int,
 )
-from detectors.calibration import CALIBRATIONS, apply_calibration, fit_calibration
+from detectors.calibration import (
+    CALIBRATIONS,
+    apply_calibration,
+    apply_temperature,
+    fit_calibration,
+    fit_temperature,
+)
 from detectors.classifier_outputs import IntArray, as_probabilities, finite_pairs
 from detectors.expected_performance import ESTIMATED_METRICS, expected_metrics
 from detectors.performance_metrics import MetricValue
@@ -68,6 +74,8 @@ MULTICLASS_MODES = ("one_vs_rest", "top_label")
 ATC_SCORES = ("negative_entropy", "max_confidence")
 #: Fewest labelled reference rows a fit accepts.
 MIN_REFERENCE_ROWS = 10
+#: Folds of the reference over which ``calibration="auto"`` compares the calibrators.
+AUTO_FOLDS = 5
 
 __all__ = [
     "ATC_SCORES",
@@ -193,7 +201,7 @@ class ConfidenceBasedEstimator(PerformanceEstimator):
     (0.76, 0.85, 500)
     """
 
-    _FITTED_KEYS: tuple[str, ...] = ("_knots_x", "_knots_y", "_knot_sizes")
+    _FITTED_KEYS: tuple[str, ...] = ("_calibration", "_knots_x", "_knots_y", "_knot_sizes")
 
     def __init__(
         self,
@@ -204,12 +212,13 @@ class ConfidenceBasedEstimator(PerformanceEstimator):
         n_draws: int = 200,
         seed: int | None = None,
     ) -> None:
-        check_choice("calibration", calibration, CALIBRATIONS)
+        check_choice("calibration", calibration, (*CALIBRATIONS, "auto"))
         check_choice("multiclass", multiclass, MULTICLASS_MODES)
         self.calibration = calibration
         self.n_bins = check_positive_int("n_bins", n_bins, minimum=2)
         self.multiclass = multiclass
         super().__init__(confidence=confidence, n_draws=n_draws, seed=seed)
+        self._calibration = calibration
         self._knots_x = np.zeros(0)
         self._knots_y = np.zeros(0)
         self._knot_sizes = np.zeros(0)
@@ -229,36 +238,81 @@ class ConfidenceBasedEstimator(PerformanceEstimator):
             for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
         ]
 
-    def _after_load(self) -> None:
-        expected = (
-            1 if self._n_features == 2 or self.multiclass == "top_label" else self._n_features
+    def _one_calibrator(self) -> bool:
+        return self._n_features == 2 or self.multiclass == "top_label" or (
+            self._calibration == "temperature"
         )
+
+    def _after_load(self) -> None:
+        expected = 1 if self._one_calibrator() else self._n_features
         if self._knot_sizes.size != expected or self._knot_sizes.sum() != self._knots_x.size:
             raise ValueError("state calibration knots do not match the number of classes")
 
+    @property
+    def calibration_used(self) -> str:
+        """The calibrator fitted: `calibration`, or the one ``"auto"`` chose."""
+        return self._calibration
+
     def _fit(self, probs: FloatArray, labels: IntArray) -> None:
+        self._calibration = (
+            self._cross_validated_choice(probs, labels)
+            if self.calibration == "auto"
+            else self.calibration
+        )
+        self._fit_calibrators(probs, labels)
+
+    def _cross_validated_choice(self, probs: FloatArray, labels: IntArray) -> str:
+        """The calibrator with the lowest held-out Brier score over `AUTO_FOLDS` folds."""
+        rng = np.random.default_rng([self._entropy, 3])
+        folds = rng.permutation(labels.size) % AUTO_FOLDS
+        onehot = np.eye(probs.shape[1])[labels]
+        best, best_brier = "none", math.inf
+        for kind in CALIBRATIONS:  # "none" first, so it wins ties
+            brier = 0.0
+            for f in range(AUTO_FOLDS):
+                train, test = folds != f, folds == f
+                if kind != "none" and np.unique(labels[train]).size < 2:
+                    brier = math.inf
+                    break
+                trial = ConfidenceBasedEstimator(kind, self.n_bins, self.multiclass)
+                trial._n_features = probs.shape[1]
+                trial._calibration = kind
+                trial._fit_calibrators(probs[train], labels[train])
+                q = trial._label_distribution(probs[test])
+                brier += float(((q - onehot[test]) ** 2).sum())
+            if brier < best_brier:
+                best, best_brier = kind, brier
+        return best
+
+    def _fit_calibrators(self, probs: FloatArray, labels: IntArray) -> None:
         k = probs.shape[1]
         if k == 2:
             pairs = [(probs[:, 1], (labels == 1).astype(np.float64))]
+        elif self._calibration == "temperature":
+            t = fit_temperature(probs, labels.astype(np.float64))
+            self._knots_x, self._knots_y, self._knot_sizes = _pack([(np.array([t]), np.zeros(0))])
+            return
         elif self.multiclass == "top_label":
             top = np.argmax(probs, axis=1)
             pairs = [(probs.max(axis=1), (top == labels).astype(np.float64))]
         else:
             pairs = [(probs[:, c], (labels == c).astype(np.float64)) for c in range(k)]
-        knots = [fit_calibration(self.calibration, s, t, self.n_bins) for s, t in pairs]
+        knots = [fit_calibration(self._calibration, s, t, self.n_bins) for s, t in pairs]
         self._knots_x, self._knots_y, self._knot_sizes = _pack(knots)
 
     def _calibrate(self, scores: FloatArray, which: int) -> FloatArray:
         x, y = self._calibrators()[which]
-        return np.clip(apply_calibration(self.calibration, x, y, scores), 0.0, 1.0)
+        return np.clip(apply_calibration(self._calibration, x, y, scores), 0.0, 1.0)
 
     def _label_distribution(self, probs: FloatArray) -> FloatArray:
         k = probs.shape[1]
-        if self.calibration == "none":
+        if self._calibration == "none":
             return probs
         if k == 2:
             q1 = self._calibrate(probs[:, 1], 0)
             return np.stack([1.0 - q1, q1], axis=1)
+        if self._calibration == "temperature":
+            return apply_temperature(probs, float(self._knots_x[0]))
         if self.multiclass == "top_label":
             pred = np.argmax(probs, axis=1)
             return _with_top_probability(probs, pred, self._calibrate(probs.max(axis=1), 0))
@@ -312,13 +366,13 @@ def _shift_to_mean(c: FloatArray, target: float) -> FloatArray:
 class ThresholdedConfidenceEstimator(ConfidenceBasedEstimator):
     """ATC: accuracy as the fraction of rows whose confidence passes a reference-fitted threshold.
 
-    The threshold t on the `score` (negative entropy of the probabilities, or the top
-    probability) is set on the reference so that the fraction of rows scoring above it
-    equals the reference accuracy; a chunk's estimated accuracy is its fraction above t
-    (Garg et al. 2022, ATC-NE with the default score). Macro F1 and ROC AUC come from the
-    calibrated label distribution of `ConfidenceBasedEstimator` (same `calibration`,
-    `n_bins`, `multiclass`), with every row's probability of being right shifted by one
-    logit offset so that their mean equals the ATC accuracy.
+    The threshold t on the `score` (negative entropy of the calibrated probabilities, or
+    the top calibrated probability) is set on the reference so that the fraction of rows
+    scoring above it equals the reference accuracy; a chunk's estimated accuracy is its
+    fraction above t (Garg et al. 2022, ATC-NE with the default score). Macro F1 and ROC
+    AUC come from the calibrated label distribution of `ConfidenceBasedEstimator` (same
+    `calibration`, `n_bins`, `multiclass`), with every row's probability of being right
+    shifted by one logit offset so that their mean equals the ATC accuracy.
 
     Parameters
     ----------
@@ -335,9 +389,9 @@ class ThresholdedConfidenceEstimator(ConfidenceBasedEstimator):
     >>> y = (rng.uniform(size=2000) < p).astype(int)
     >>> est = ThresholdedConfidenceEstimator(seed=0).fit(p, y)
     >>> round(est.threshold, 3)
-    -0.661
+    -0.663
     >>> round(est.estimate(rng.uniform(size=500))["accuracy"].value, 2)
-    0.77
+    0.73
 
     References
     ----------
@@ -379,7 +433,8 @@ class ThresholdedConfidenceEstimator(ConfidenceBasedEstimator):
 
     def _fit(self, probs: FloatArray, labels: IntArray) -> None:
         super()._fit(probs, labels)
-        scores = np.sort(_confidence_score(self.score, probs))
+        calibrated = super()._label_distribution(probs)
+        scores = np.sort(_confidence_score(self.score, calibrated))
         n = scores.size
         above = int(round(float((np.argmax(probs, axis=1) == labels).mean()) * n))
         self._atc_threshold = float(scores[n - above - 1]) if above < n else -math.inf
@@ -391,11 +446,12 @@ class ThresholdedConfidenceEstimator(ConfidenceBasedEstimator):
         probs = probs[np.isfinite(probs).all(axis=1)]
         if probs.shape[0] == 0:
             return math.nan
-        return float((_confidence_score(self.score, probs) > self._atc_threshold).mean())
+        calibrated = super()._label_distribution(probs)
+        return float((_confidence_score(self.score, calibrated) > self._atc_threshold).mean())
 
     def _label_distribution(self, probs: FloatArray) -> FloatArray:
         q = super()._label_distribution(probs)
-        target = float((_confidence_score(self.score, probs) > self._atc_threshold).mean())
+        target = float((_confidence_score(self.score, q) > self._atc_threshold).mean())
         pred = np.argmax(probs, axis=1)
         right = q[np.arange(q.shape[0]), pred]
         shifted = _shift_to_mean(right, target)

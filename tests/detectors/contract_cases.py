@@ -68,6 +68,16 @@ def _correlated(n: int, shift_after: int | None = None):
     return make
 
 
+def _errors(n: int, shift_after: int | None = None, rate: float = 0.1, worse: float = 0.5):
+    def make(rng: np.random.Generator) -> np.ndarray:
+        x = (rng.random(n) < rate).astype(float)
+        if shift_after is not None:
+            x[shift_after:] = (rng.random(n - shift_after) < worse).astype(float)
+        return x
+
+    return make
+
+
 CASES: list[Case] = [
     Case(
         "KSDrift",
@@ -153,6 +163,24 @@ CASES: list[Case] = [
         _scalars(200),
         _scalars(120, shift_after=60),
         [{"delta": 1.0}, {"clock": 0}, {"max_buckets": 1}, {"min_window_length": 0}],
+        scalar=True,
+    ),
+    Case(
+        "PerformanceDegradationTest",
+        lambda s: dt.PerformanceDegradationTest(window_size=20, test_every=10, seed=s),
+        _errors(300),
+        _errors(120, shift_after=60),
+        [{"loss": "hinge"}, {"window_size": 1}, {"alpha": 0.0}, {"test_every": 0}],
+        scalar=True,
+    ),
+    Case(
+        "PerformanceDegradationTest(continuous)",
+        lambda s: dt.PerformanceDegradationTest(
+            loss="continuous", window_size=20, test_every=10, seed=s
+        ),
+        _scalars(200),
+        _scalars(120, shift_after=60),
+        [{"loss": "log"}, {"alpha": 1.0}],
         scalar=True,
     ),
     Case(
