@@ -72,3 +72,17 @@ def test_ood_quick(tmp_path: Path) -> None:
     assert set(results["table"]) == {
         "Mahalanobis (embedding)", "kNN (embedding)", "energy (logits)", "max-softmax (logits)",
     }
+
+
+@pytest.mark.slow
+def test_performance_quick(tmp_path: Path) -> None:
+    payload = _run_quick("performance", tmp_path, "--rounds", "1")
+    targets = {t["name"]: t for t in payload["targets"]}
+    realized = [t for name, t in targets.items() if name.startswith("realized")]
+    assert len(realized) == 7 and all(t["met"] for t in realized)
+    results = payload["results"]
+    assert results["estimation"]["selection"]["chosen"] in results["estimation"]["candidates"]
+    if results["estimation"]["nannyml_absent"]:  # the comparison is a missed target, named
+        missed = [t for name, t in targets.items() if "missed: NannyML" in name]
+        assert len(missed) == 12 and not any(t["met"] for t in missed)
+    assert results["degradation"]["max_false_alarm_rate"] <= 0.15
