@@ -30,6 +30,7 @@ import numpy as np
 from scipy import optimize
 
 from detectors.base import FloatArray
+from detectors.classifier_outputs import sigmoid
 
 CALIBRATIONS = ("isotonic", "histogram", "temperature", "none")
 
@@ -50,17 +51,19 @@ def _logit(p: FloatArray) -> FloatArray:
 
 
 def _fit_platt(scores: FloatArray, targets: FloatArray) -> tuple[FloatArray, FloatArray]:
-    z = _logit(scores)
-
-    def loss(ab: FloatArray) -> tuple[float, FloatArray]:
-        u = ab[0] * z + ab[1]
-        # log(1 + e^u) - t u, and its gradient, without overflow
-        nll = float((np.logaddexp(0.0, u) - targets * u).sum())
-        r = 1.0 / (1.0 + np.exp(-u)) - targets
-        return nll, np.array([float((r * z).sum()), float(r.sum())])
-
-    res = optimize.minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
-    return np.asarray(res.x, dtype=np.float64), np.zeros(0)
+    """(a, b) of sigmoid(a logit(s) + b) by Newton's method on the log loss."""
+    x = np.stack([_logit(scores), np.ones(scores.size)], axis=1)
+    ab = np.array([1.0, 0.0])
+    for _ in range(50):
+        p = sigmoid(x @ ab)
+        grad = x.T @ (p - targets)
+        # a tiny ridge keeps the step finite when the scores separate the targets
+        hess = (x * (p * (1.0 - p))[:, None]).T @ x + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        ab = ab - step
+        if float(np.abs(step).max()) < 1e-10:
+            break
+    return ab, np.zeros(0)
 
 
 def fit_temperature(probabilities: FloatArray, labels: FloatArray) -> float:
@@ -189,7 +192,7 @@ def apply_calibration(kind: str, x: FloatArray, y: FloatArray, scores: FloatArra
         out: FloatArray = np.interp(scores, x, y)
         return out
     if kind == "temperature":
-        platt: FloatArray = 1.0 / (1.0 + np.exp(-(x[0] * _logit(scores) + x[1])))
+        platt: FloatArray = sigmoid(x[0] * _logit(scores) + x[1])
         return platt
     idx = np.searchsorted(x, scores, side="right") - 1
     binned: FloatArray = y[np.clip(idx, 0, y.size - 1)]

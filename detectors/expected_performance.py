@@ -83,9 +83,12 @@ def _expected_values(
 
 
 def _draw_labels(q: FloatArray, n_draws: int, rng: np.random.Generator) -> IntArray:
+    u = rng.random((n_draws, q.shape[0]))
+    if q.shape[1] == 2:
+        ones: IntArray = (u >= q[None, :, 0]).astype(np.int64)
+        return ones
     cum = np.cumsum(q, axis=1)
     cum[:, -1] = 1.0
-    u = rng.random((n_draws, q.shape[0]))
     # the label is the number of the row's cumulative bounds at or below u: one search over
     # all rows at once, row i's bounds offset by i so that the whole array stays sorted
     n, k = q.shape
