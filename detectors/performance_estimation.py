@@ -280,7 +280,7 @@ class ConfidenceBasedEstimator(PerformanceEstimator):
                 if kind != "none" and np.unique(labels[train]).size < 2:
                     brier = math.inf
                     break
-                trial = ConfidenceBasedEstimator(kind, self.n_bins, self.multiclass)
+                trial = ConfidenceBasedEstimator(kind, self.n_bins, self.multiclass, seed=0)
                 trial._n_features = probs.shape[1]
                 trial._calibration = kind
                 trial._fit_calibrators(probs[train], labels[train])
