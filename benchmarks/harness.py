@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,13 +25,19 @@ Comparison = Literal["<=", ">=", "<", ">"]
 
 @dataclass
 class Target:
-    """One target an issue names: `value comparison limit` must hold."""
+    """One target an issue names: `value comparison limit` must hold.
+
+    A comparison that could not run (a peer not installed, an AttributeError or TypeError
+    from either side) stays in the report as a miss: `value` NaN and `error` saying why
+    (see `not_measured`). `error` is written to JSON only when set.
+    """
 
     name: str
     value: float
     limit: float
     comparison: Comparison
     met: bool = field(init=False)
+    error: str | None = None
 
     def __post_init__(self) -> None:
         ops: dict[str, Callable[[float, float], bool]] = {
@@ -40,7 +48,17 @@ class Target:
         }
         if self.comparison not in ops:
             raise ValueError(f"comparison must be one of {sorted(ops)}, got {self.comparison!r}")
-        self.met = bool(ops[self.comparison](self.value, self.limit))
+        self.met = self.error is None and bool(ops[self.comparison](self.value, self.limit))
+
+
+def not_measured(name: str, limit: float, comparison: Comparison, error: str) -> Target:
+    """A target whose measurement failed or could not run: a miss that names its error."""
+    return Target(name, float("nan"), limit, comparison, error=error)
+
+
+def describe_error(exc: BaseException) -> str:
+    """`Type: message`, the form failed comparisons are reported in."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -91,6 +109,19 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def _commit() -> str | None:
+    """The checkout's commit (short), with "+changes" when the tree differs from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if dirty.strip() else "")
+
+
 def report(
     name: str,
     results: dict[str, Any],
@@ -103,14 +134,22 @@ def report(
     print(f"\n== {name}: targets ({'quick' if quick else 'full'} run) ==")
     for t in targets:
         mark = "MET " if t.met else "MISS"
-        print(f"  [{mark}] {t.name}: {t.value:.4g} {t.comparison} {t.limit:.4g}")
+        if t.error is not None:
+            print(f"  [{mark}] {t.name}: not measured ({t.error}); {t.comparison} {t.limit:.4g}")
+        else:
+            print(f"  [{mark}] {t.name}: {t.value:.4g} {t.comparison} {t.limit:.4g}")
     if json_path is not None:
         payload = {
             "benchmark": name,
             "quick": quick,
-            "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
+            "commit": _commit(),
+            "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
+                        "load_average": os.getloadavg(), "cpu_count": os.cpu_count()},
             "results": results,
-            "targets": [asdict(t) for t in targets],
+            "targets": [
+                {k: v for k, v in asdict(t).items() if k != "error" or v is not None}
+                for t in targets
+            ],
         }
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
