@@ -9,7 +9,9 @@ Measured (the process is pinned to one core):
 - latency: a paced driver offers 1000 sampled requests/s to a running pipeline; for a mark
   every 100 ms, the time from `offer` until a scrape of the registry accounts for that
   request's row (fed to the detectors, or shed by the rate limit and counted); once with
-  KS alone, once with KS + MMD limited to 500 rows/s (the rest shed);
+  KS alone, once with KS + MMD where MMD tests every 500 rows (at most 2 tests/s here):
+  no rate limit in either run, so KS sees every row in both (the monitor's row limit is
+  per signal, so limiting MMD that way would starve KS too);
 - throughput: queued observations drained on one thread, in alternating rounds for three
   contenders: decoding alone (every tensor), the pipeline with KS, with KS + MMD;
 - flood: offers as fast as possible with default settings; what was accepted, dropped at the
@@ -104,6 +106,9 @@ MMD = {
     "reference_rows": 500,
     "params": {"n_permutations": 100, "alpha": 0.01},
 }
+# The same MMD testing its last 200 rows every 500 rows: its cost bounded by test spacing,
+# not by shedding rows (a row limit is per signal and would starve KS beside it).
+MMD_SPACED = {**MMD, "params": {**MMD["params"], "test_every": 500}}
 
 
 def _throughput(state_dir: Path, obs: list[RpcObservation], detectors: list[dict[str, Any]],
@@ -278,8 +283,8 @@ def main() -> int:
         print(f"  ratios {ratios}")
         latency = _latency(work, obs, latency_seconds, 1000.0, [KS], None)
         print(f"  latency at 1000 req/s, ks: {latency}")
-        latency_mmd = _latency(work, obs, latency_seconds, 1000.0, [KS, MMD], 500.0)
-        print(f"  latency at 1000 req/s, ks+mmd limited to 500 rows/s: {latency_mmd}")
+        latency_mmd = _latency(work, obs, latency_seconds, 1000.0, [KS, MMD_SPACED], None)
+        print(f"  latency at 1000 req/s, ks + mmd testing every 500 rows: {latency_mmd}")
         flood = _flood(work, obs, flood_seconds)
         print(f"  flood: {flood}")
     rss, peak = _rss_mb()
@@ -287,7 +292,7 @@ def main() -> int:
     table = {
         "throughput_obs_per_s": {"median": throughput, "rounds": results, "ratios": ratios},
         "latency_1000_rps_ks": latency,
-        "latency_1000_rps_ks_mmd_limited_500": latency_mmd,
+        "latency_1000_rps_ks_mmd_every_500": latency_mmd,
         "flood": flood,
         "rss_mb": {"current": rss, "peak": peak},
         "pinned_cpu": cpu,
@@ -296,7 +301,8 @@ def main() -> int:
     targets = [
         Target("request -> /metrics latency p99 at 1000 req/s, ks (s)", latency["p99_s"], 1.0,
                "<="),
-        Target("same, ks+mmd shedding past 500 rows/s (s)", latency_mmd["p99_s"], 1.0, "<="),
+        Target("same, ks + mmd testing every 500 rows, KS fed every row (s)",
+               latency_mmd["p99_s"], 1.0, "<="),
         Target("sustained sampled req/s on one core (ks, d=32)", throughput["ks"], 2000, ">="),
         Target(
             "or: flood shed (counted) and queue drained within 5 s (1 = yes)",
