@@ -233,7 +233,7 @@ def test_observations_waiting_past_max_lag_are_shed(
                                      {"outcome": "decoded"}) == 1.0
 
 
-def test_worker_thread_sheds_a_flood_without_lagging(
+def test_worker_thread_under_a_flood_refuses_past_the_queue_bound_and_counts_shedding(
     reference_dir: Path, make_observation: Callable[..., Any]
 ) -> None:
     settings = _settings(queue_size=200, batch_size=50, evaluation_interval_seconds=0.02,
@@ -241,12 +241,20 @@ def test_worker_thread_sheds_a_flood_without_lagging(
     pipeline, registry, _ = _pipeline(settings, reference_dir)
     obs = make_observation(inputs={"x": np.zeros((8, D), dtype=np.float32)})
     pipeline.start()
+    deepest = 0
     try:
-        results = [pipeline.offer(obs) for _ in range(5000)]
+        results = []
+        for _ in range(5000):
+            results.append(pipeline.offer(obs))
+            deepest = max(deepest, pipeline.queue_depth)
     finally:
         pipeline.stop()
     assert pipeline.queue_depth == 0
     taken = sum(results)
+    # The queue never holds more than its bound (what bounds the wait of an accepted
+    # observation), and offers past it are refused at once rather than queued.
+    assert deepest <= 200
+    assert 200 <= taken < 5000
     decoded = registry.get_sample_value("outrider_monitor_observations_total",
                                         {"outcome": "decoded"}) or 0.0
     shed = registry.get_sample_value(
