@@ -168,6 +168,36 @@ def sample_image_patches(n: int, seed: int = 0) -> np.ndarray:
     return out.reshape(n, -1)
 
 
+# --- OOD validation sets: used only to choose scorer settings, never to score them ---------
+
+
+def pixel_shuffled(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Each image's pixels in a random order: MNIST's ink histogram without its strokes."""
+    rng = np.random.default_rng(seed)
+    return np.array([row[rng.permutation(row.size)] for row in x])
+
+
+def low_frequency_noise(n: int, seed: int = 0) -> np.ndarray:
+    """Smooth blobs: 7x7 uniform noise upscaled to 28x28 (bilinear), on 0-255."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0.0, 255.0, size=(n, 7, 7))
+    return np.array([np.clip(ndimage.zoom(c, 4, order=1), 0.0, 255.0) for c in coarse]).reshape(
+        n, -1
+    )
+
+
+def gratings(n: int, seed: int = 0) -> np.ndarray:
+    """Sinusoidal stripes at a random angle, frequency and phase, on 0-255."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:IMAGE_SIDE, 0:IMAGE_SIDE].astype(np.float64)
+    out = np.empty((n, IMAGE_SIDE * IMAGE_SIDE))
+    for i in range(n):
+        theta, freq, phase = rng.uniform(0, np.pi), rng.uniform(0.1, 0.8), rng.uniform(0, 2 * np.pi)
+        wave = np.sin(freq * (xx * np.cos(theta) + yy * np.sin(theta)) + phase)
+        out[i] = (127.5 * (wave + 1.0)).ravel()
+    return out
+
+
 # --- Failing Loudly shifts ---------------------------------------------------------------------
 
 # Rabanser et al. 2019, image shift intensities: (rotation deg, translation fraction, zoom).
