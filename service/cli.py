@@ -11,7 +11,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from service.version import __version__
 
@@ -101,6 +101,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _load_or_exit(args.config)
     configure_logging(settings.logging.level, settings.logging.format)
+    _one_blas_thread()
     try:
         # asyncio by default, uvloop when configured (dataplane.event_loop).
         loop = loop_factory(settings.dataplane.event_loop)()
@@ -116,6 +117,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _one_blas_thread() -> Any:
+    """Caps numpy's BLAS (OpenBLAS, MKL) at one thread for the whole sidecar process.
+
+    The detectors' matrix work runs on the monitor's worker thread. With a BLAS thread per
+    core, on a node whose cores the model server also uses, BLAS threads spin waiting for
+    each other: on the shared 2-core development machine one MMD test the size of
+    examples/demo.yaml's took 76 ms of CPU with two OpenBLAS threads and 15 ms with one
+    (benchmarks.proxy_overhead shows what it does to serve's CPU per request). A sidecar
+    should not take a second core for its monitoring.
+    """
+    # threadpoolctl limits the libraries already loaded: load numpy's and scipy's BLAS first
+    import numpy  # noqa: F401
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")  # restore_original_limits() undoes it
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -47,3 +47,16 @@ def test_modelserver_refuses_a_missing_model_file(tmp_path: Path) -> None:
     result = _outrider("modelserver", "--model", str(tmp_path / "absent.onnx"))
     assert result.returncode == 2
     assert result.stderr == f"model file not found: {tmp_path / 'absent.onnx'}\n"
+
+
+def test_serve_caps_blas_at_one_thread() -> None:
+    from threadpoolctl import threadpool_info
+
+    from service.cli import _one_blas_thread
+
+    limiter = _one_blas_thread()
+    try:
+        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        assert blas and all(i["num_threads"] == 1 for i in blas)
+    finally:
+        limiter.restore_original_limits()
