@@ -1,16 +1,34 @@
-"""What outrider's relay costs per request, next to a bare gRPC passthrough and a direct call.
+"""What the real `outrider serve` costs per request, beside a direct call and a bare passthrough.
 
-Run `python -m benchmarks.proxy_overhead [--quick] [--json PATH]`.
+Run `python -m benchmarks.proxy_overhead [--quick] [--json PATH] [--rounds N]`.
 
-Every server runs in its own process (so its RSS is its own and the client's work does not
-share its GIL): the upstream (the bundled model server on the demo ONNX model, or an echo
-server), a bare grpcio terminating passthrough (written below, ~30 lines), and outrider's
-relay with monitoring off (tap parses frames and headers for metrics, sampling 0) and on
-(100 % sampled, every message handed to a sink that protobuf-parses it and decodes its
-tensors like the monitor would, on the relay's own event loop), plus the same "on" relay
-under uvloop. The client (grpc.aio, concurrency 1 and 8, ~4 KB and ~256 KB requests) calls
-each contender in alternating rounds; the report gives medians over rounds and ratios
-measured within a round.
+Every server runs in its own process (`sidecar_processes.py`): the upstream (the bundled
+model server, `outrider modelserver`, on the demo digits model; or an echo server), a bare
+grpc.aio terminating passthrough (~30 lines, the cost of a Python gRPC hop), and the real
+`outrider serve` (relay, tap, monitor worker with its detectors, alert engine, admin HTTP)
+at three monitoring settings:
+
+- `serve_off`: sampling 0; the tap still parses every frame and header block for metrics;
+- `serve_default`: the dataplane's default budget (10 % of inference RPCs, <= 50 samples/s);
+- `serve_full`: 100 % sampling, budget raised to 1e6 samples/s: every RPC is kept, decoded
+  and offered to the monitor, whose per-signal row limit sheds the excess (counted).
+
+serve monitors what examples/demo.yaml monitors (MMD and kNN on the embedding, BBSD on the
+probabilities, its two alert rules), with references built beforehand from the demo's
+held-out reference split; traffic is held-out digits, so nothing drifts. Against the echo
+server (no model outputs) the one signal reads the request's pixels with the same detectors.
+
+An extra row, `standin_decodingsink`, is what this benchmark used to call "monitoring on":
+the relay in a bare process with a sink that protobuf-decodes every message on the relay's
+loop and runs no detectors. It is kept for comparison; it is not what `outrider serve` runs.
+
+The client uses tritonclient's generated stubs (`GRPCInferenceServiceStub`) on a grpc.aio
+channel: latency at concurrency 1 and throughput at concurrency 8, with 4 KB and 256 KB
+requests, contenders in alternating rounds; medians over rounds and ratios within a round.
+Sidecar CPU per request is the CPU time of all the sidecar's threads (/proc/PID/task/*/
+schedstat) over a measured window divided by the requests in it, compared with Envoy's
+published figure. After the rounds a soak sends 100k requests through `serve_full` in
+front of the model server and reads its RSS.
 """
 
 from __future__ import annotations
@@ -18,14 +36,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,268 +49,87 @@ import grpc
 import numpy as np
 
 from benchmarks.harness import Target, alternating_rounds, median, parse_args, percentile, report
+from benchmarks.sidecar_processes import (
+    GRPC_OPTIONS,
+    SERVE_SETTINGS,
+    ServerProcess,
+    demo_monitoring,
+    serve_config,
+    start_model_server,
+    start_role,
+    start_serve,
+    stop_all,
+)
 
-METHOD = "/inference.GRPCInferenceService/ModelInfer"
-MAX_MESSAGE = 64 * 1024 * 1024
-GRPC_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE),
-    ("grpc.max_receive_message_length", MAX_MESSAGE),
-]
 PAYLOADS = {"4KB": 16, "256KB": 1024}  # rows of 64 float32 pixels
+UPSTREAMS = ("model", "echo")
+SERVE = tuple(SERVE_SETTINGS)  # serve_off, serve_default, serve_full
+STANDIN = "standin_decodingsink"
 
-
-def _identity(b: bytes) -> bytes:
-    return b
-
-
-# --------------------------------------------------------------------------- server roles
-async def _serve_echo(port_file: Path) -> None:
-    """An upstream that answers every unary call with the request bytes."""
-
-    async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return request
-
-    handler = grpc.method_handlers_generic_handler(
-        "inference.GRPCInferenceService",
-        {"ModelInfer": grpc.unary_unary_rpc_method_handler(echo, _identity, _identity)},
-    )
-    server = grpc.aio.server(options=GRPC_OPTIONS)
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await _announce_and_wait(port_file, port, lambda: server.stop(0.5))
-
-
-async def _serve_model(port_file: Path, model_dir: Path) -> None:
-    from service.modelserver.demo_model import build_demo_model
-    from service.modelserver.server import start_model_server
-
-    model = await start_model_server(build_demo_model(model_dir, "digits"), port=0)
-    await _announce_and_wait(port_file, model.port, lambda: model.stop(0.5))
-
-
-async def _serve_passthrough(port_file: Path, upstream: str) -> None:
-    """The bare grpcio terminating passthrough: decode the call, re-send it, send back."""
-    channel = grpc.aio.insecure_channel(upstream, options=GRPC_OPTIONS)
-    calls: dict[str, Any] = {}
-
-    class Forward(grpc.GenericRpcHandler):
-        def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-            method = details.method
-            if method not in calls:
-                calls[method] = channel.unary_unary(method, _identity, _identity)
-            call = calls[method]
-
-            async def forward(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-                try:
-                    return await call(request, metadata=context.invocation_metadata())
-                except grpc.aio.AioRpcError as err:
-                    await context.abort(err.code(), err.details() or "")
-                    raise
-
-            return grpc.unary_unary_rpc_method_handler(forward, _identity, _identity)
-
-    server = grpc.aio.server(options=GRPC_OPTIONS)
-    server.add_generic_rpc_handlers((Forward(),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await _announce_and_wait(port_file, port, lambda: server.stop(0.5))
-
-
-class DecodingSink:
-    """A monitor stand-in: bounded queue, consumer task that decodes every message."""
-
-    def __init__(self, maxsize: int = 1000) -> None:
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
-        self.offered = 0
-        self.dropped = 0
-        self.decoded = 0
-
-    def offer(self, obs: Any) -> bool:
-        self.offered += 1
-        try:
-            self.queue.put_nowait(obs)
-        except asyncio.QueueFull:
-            self.dropped += 1
-            return False
-        return True
-
-    async def consume(self) -> None:
-        from service.oip import codec
-        from service.oip import open_inference_pb2 as pb
-
-        while True:
-            obs = await self.queue.get()
-            for raw in obs.request_messages:
-                codec.decode_request_inputs(pb.ModelInferRequest.FromString(raw))
-            for raw in obs.response_messages:
-                pb.ModelInferResponse.FromString(raw)
-            self.decoded += 1
-
-
-async def _serve_relay(
-    port_file: Path, upstream_port: int, monitoring: bool, stats: Path, tap: bool = True
-) -> None:
-    from service.dataplane.relay import Relay
-    from service.dataplane.settings import DataplaneSettings, UpstreamSettings
-
-    sink = DecodingSink()
-    settings = DataplaneSettings(
-        listen_port=0,
-        upstream=UpstreamSettings(port=upstream_port),
-        sampling_rate=1.0 if monitoring else 0.0,
-        max_samples_per_second=1e9,
-        max_message_bytes=MAX_MESSAGE,
-        tap_enabled=tap,
-    )
-    relay = Relay(settings, sink=sink)
-    await relay.start()
-    consumer = asyncio.get_running_loop().create_task(sink.consume())
-
-    async def stop() -> None:
-        consumer.cancel()
-        await relay.stop(0.5)
-        counts = {"offered": sink.offered, "dropped": sink.dropped, "decoded": sink.decoded}
-        with contextlib.suppress(OSError):
-            stats.write_text(json.dumps(counts))
-
-    await _announce_and_wait(port_file, relay.port, stop)
-
-
-async def _announce_and_wait(
-    port_file: Path, port: int, stop: Callable[[], Awaitable[Any]]
-) -> None:
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, done.set)
-    tmp = port_file.with_suffix(".tmp")
-    tmp.write_text(str(port))
-    tmp.replace(port_file)
-    await done.wait()
-    await stop()
-
-
-def _role_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--role", required=True)
-    parser.add_argument("--port-file", type=Path, required=True)
-    parser.add_argument("--upstream", default="")
-    parser.add_argument("--model-dir", type=Path, default=Path("."))
-    parser.add_argument("--stats-file", type=Path, default=Path("/dev/null"))
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
-    args = parser.parse_args(argv)
-    if args.role == "echo":
-        coro = _serve_echo(args.port_file)
-    elif args.role == "model":
-        coro = _serve_model(args.port_file, args.model_dir)
-    elif args.role == "passthrough":
-        coro = _serve_passthrough(args.port_file, args.upstream)
-    elif args.role in ("relay-off", "relay-on", "relay-notap"):
-        coro = _serve_relay(
-            args.port_file,
-            int(args.upstream),
-            args.role == "relay-on",
-            args.stats_file,
-            tap=args.role != "relay-notap",
-        )
-    else:
-        raise SystemExit(f"unknown role {args.role}")
-    if args.loop == "uvloop":
-        import uvloop
-
-        uvloop.run(coro)
-    else:
-        asyncio.run(coro)
-    return 0
-
-
-# --------------------------------------------------------------------------- processes
-_STARTED: list[ServerProcess] = []
-
-
-class ServerProcess:
-    """One role in a subprocess; knows its port and its RSS."""
-
-    def __init__(self, workdir: Path, name: str, *args: str) -> None:
-        self.name = name
-        self.port_file = workdir / f"{name}.port"
-        self.stats_file = workdir / f"{name}.stats.json"
-        cmd = [sys.executable, "-m", "benchmarks.proxy_overhead", "--port-file"]
-        cmd += [str(self.port_file), "--stats-file", str(self.stats_file), *args]
-        self.proc = subprocess.Popen(cmd, cwd=Path(__file__).resolve().parent.parent)
-        _STARTED.append(self)
-        deadline = time.monotonic() + 120
-        while not self.port_file.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} did not start")
-            time.sleep(0.05)
-        self.port = int(self.port_file.read_text())
-
-    def cpu_seconds(self) -> float:
-        """CPU time of all the process's threads so far (schedstat: nanoseconds, not ticks)."""
-        total = 0
-        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
-            with contextlib.suppress(OSError):  # a thread may exit while we look
-                total += int((task / "schedstat").read_text().split()[0])
-        return total / 1e9
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-        return float("nan")
-
-    def stop(self) -> dict[str, Any]:
-        if self.proc.poll() is not None:
-            return {}
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.stats_file.exists():
-            return dict(json.loads(self.stats_file.read_text()))
-        return {}
+#: Envoy's published sidecar CPU, Istio 1.12-1.16 "Performance and Scalability" pages
+#: (https://istio.io/v1.16/docs/ops/deployment/performance-and-scalability/, the same
+#: sentence on v1.12-v1.15): "The Envoy proxy uses 0.35 vCPU and 40 MB memory per 1000
+#: requests per second going through the proxy" = 350 us of CPU per request. (Istio's own
+#: load test: Fortio, HTTP/1.1, 1 KB payloads, mutual TLS; the v1.24 page gives 0.20 vCPU
+#: for a 2-worker sidecar at 1000 requests/s of 1 KB.)
+ENVOY_CPU_US_PER_REQUEST = 350.0
+ENVOY_SOURCE = (
+    "Istio 1.12-1.16 Performance and Scalability "
+    "(https://istio.io/v1.16/docs/ops/deployment/performance-and-scalability/): "
+    "0.35 vCPU per 1000 requests/s through the Envoy proxy"
+)
+#: Issue #18's independent measurement of today's serve (added p50, 4 KB, c=1): +0.12-0.21 ms.
+TODAY_ADDED_P50_MS = 0.21
+#: Issue #18's targets for the real serve.
+THROUGHPUT_VS_DIRECT = 0.75
+CPU_US_DEFAULT = 100.0
+CPU_US_FULL = 150.0
 
 
 # --------------------------------------------------------------------------- client side
-def _request_bytes(rows: int, seed: int = 0) -> bytes:
-    from service.oip.codec import encode_request
+def _request(rows: int) -> Any:
+    """A ModelInferRequest (tritonclient's message class) of held-out digits."""
+    from tritonclient.grpc import service_pb2
 
-    rng = np.random.default_rng(seed)
-    pixels = rng.uniform(0, 16, size=(rows, 64)).astype(np.float32)
-    return bytes(encode_request("demo", {"pixels": pixels}).SerializeToString())
+    from service.modelserver.demo_model import load_demo_data
+
+    pixels = np.resize(load_demo_data("digits", seed=0).x_test, (rows, 64)).astype(np.float32)
+    request = service_pb2.ModelInferRequest(model_name="demo")
+    tensor = request.inputs.add(name="pixels", datatype="FP32")
+    tensor.shape.extend(pixels.shape)
+    request.raw_input_contents.append(pixels.tobytes())
+    return request
 
 
 class Client:
-    """grpc.aio calls to one target over one channel, measured."""
+    """tritonclient's GRPCInferenceServiceStub on one grpc.aio channel, measured."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, port: int) -> None:
+        from tritonclient.grpc import service_pb2_grpc
+
         self.loop = loop
 
         async def connect() -> grpc.aio.Channel:  # grpc.aio binds a channel to the running loop
             return grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=GRPC_OPTIONS)
 
         self.channel = loop.run_until_complete(connect())
-        self.call = self.channel.unary_unary(METHOD, _identity, _identity)
+        self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
 
-    def latency(self, request: bytes, n: int) -> dict[str, float]:
+    def latency(self, request: Any, n: int) -> list[float]:
         async def run() -> list[float]:
             out = []
             for _ in range(n):
                 t0 = time.perf_counter()
-                await self.call(request, timeout=30)
+                await self.stub.ModelInfer(request, timeout=30)
                 out.append(time.perf_counter() - t0)
             return out
 
-        lat = self.loop.run_until_complete(run())
-        return {"p50_ms": percentile(lat, 50) * 1e3, "p99_ms": percentile(lat, 99) * 1e3}
+        return self.loop.run_until_complete(run())
 
-    def throughput(self, request: bytes, concurrency: int, per_worker: int) -> float:
+    def throughput(self, request: Any, concurrency: int, per_worker: int) -> float:
         async def worker() -> None:
             for _ in range(per_worker):
-                await self.call(request, timeout=30)
+                await self.stub.ModelInfer(request, timeout=30)
 
         async def run() -> float:
             t0 = time.perf_counter()
@@ -307,55 +142,104 @@ class Client:
         self.loop.run_until_complete(self.channel.close())
 
 
-def _measure_mode(
-    mode: str, workdir: Path, quick: bool, rounds: int, model_dir: Path
-) -> tuple[dict[str, Any], dict[str, ServerProcess]]:
-    upstream = ServerProcess(
-        workdir, f"{mode}-upstream", "--role", mode, "--model-dir", str(model_dir)
-    )
-    up = str(upstream.port)
-    servers = {
-        "passthrough": ServerProcess(
-            workdir, f"{mode}-pt", "--role", "passthrough", "--upstream", f"127.0.0.1:{up}"
-        ),
-        "outrider_off": ServerProcess(
-            workdir, f"{mode}-off", "--role", "relay-off", "--upstream", up
-        ),
-        "outrider_on": ServerProcess(workdir, f"{mode}-on", "--role", "relay-on", "--upstream", up),
-    }
-    if not quick:  # uvloop is kept only if it measurably helps; the full run decides
-        servers["outrider_on_uvloop"] = ServerProcess(
-            workdir, f"{mode}-onuv", "--role", "relay-on", "--upstream", up, "--loop", "uvloop"
+# --------------------------------------------------------------------------- one upstream
+def prepare_state(workdir: Path, upstream: str, model_path: Path) -> tuple[dict[str, Any], Path]:
+    """serve's monitoring config for this upstream, and a state dir holding its references."""
+    import subprocess
+
+    import onnxruntime as ort
+    import yaml
+
+    from service.modelserver.demo_model import load_demo_data
+
+    monitoring = demo_monitoring(upstream)
+    state = workdir / f"references-{upstream}"
+    config = serve_config("serve_default", 1, state, monitoring)
+    config_path = workdir / f"references-{upstream}.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    data = load_demo_data("digits", seed=0)
+    if upstream == "echo":
+        rows = {"pixels": data.x_reference}
+    else:
+        session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        rows = dict(zip(names, session.run(None, {"pixels": data.x_reference}), strict=True))
+    for model, settings in monitoring["models"].items():
+        for sig in settings["signals"]:
+            tensor = sig["source"].get("output") or sig["source"]["input"]
+            source = workdir / f"{upstream}-{sig['name']}.npy"
+            np.save(source, np.asarray(rows[tensor], dtype=np.float32))
+            subprocess.run(
+                [sys.executable, "-m", "service.cli", "reference", "build", "--config",
+                 str(config_path), "--signal", f"{model}/{sig['name']}", "--from", str(source),
+                 "--version", "1", "--no-progress"],
+                check=True, capture_output=True, cwd=Path(__file__).resolve().parent.parent,
+            )
+    return monitoring, state / "references"
+
+
+def start_contenders(
+    workdir: Path, upstream: str, model_path: Path, include_standin: bool = True
+) -> tuple[ServerProcess, dict[str, ServerProcess]]:
+    """The upstream, then every sidecar in front of it: name -> process."""
+    import shutil
+
+    if upstream == "model":
+        up = start_model_server(workdir, f"{upstream}-upstream", model_path)
+    else:
+        up = start_role(workdir, f"{upstream}-upstream", "echo")
+    monitoring, references = prepare_state(workdir, upstream, model_path)
+    sidecars: dict[str, ServerProcess] = {
+        "passthrough": start_role(
+            workdir, f"{upstream}-passthrough", "passthrough", "--upstream", f"127.0.0.1:{up.port}"
         )
+    }
+    for setting in SERVE:
+        state = workdir / f"{upstream}-{setting}-state"
+        shutil.copytree(references, state / "references")
+        config = serve_config(setting, up.port, state, monitoring)
+        sidecars[setting] = start_serve(workdir, f"{upstream}-{setting}", config)
+    if include_standin:
+        sidecars[STANDIN] = start_role(
+            workdir, f"{upstream}-standin", "standin", "--upstream", str(up.port)
+        )
+    return up, sidecars
+
+
+def measure_upstream(
+    upstream: str, workdir: Path, quick: bool, rounds: int, model_path: Path
+) -> dict[str, Any]:
+    up, sidecars = start_contenders(workdir, upstream, model_path)
     loop = asyncio.new_event_loop()
-    clients = {"direct": Client(loop, upstream.port)}
-    clients.update({name: Client(loop, proc.port) for name, proc in servers.items()})
-    requests = {label: _request_bytes(rows) for label, rows in PAYLOADS.items()}
-    n_small, n_large = (100, 20) if quick else (500, 100)
-    per_worker_small, per_worker_large = (40, 6) if quick else (200, 30)
+    clients = {"direct": Client(loop, up.port)}
+    clients.update({name: Client(loop, proc.port) for name, proc in sidecars.items()})
+    requests = {label: _request(rows) for label, rows in PAYLOADS.items()}
+    n_c1 = {"4KB": 100, "256KB": 20} if quick else {"4KB": 500, "256KB": 100}
+    per_worker = {"4KB": 40, "256KB": 6} if quick else {"4KB": 250, "256KB": 30}
 
     def contender(name: str) -> Callable[[], dict[str, float]]:
         client = clients[name]
+        proc = sidecars.get(name)
+
+        def cpu() -> float:
+            # the sidecar's CPU; for "direct", the upstream's own (context, not a sidecar cost)
+            return (proc or up).cpu_seconds()
 
         def measure() -> dict[str, float]:
             out: dict[str, float] = {}
             for label, request in requests.items():
-                n = n_small if label == "4KB" else n_large
-                per = per_worker_small if label == "4KB" else per_worker_large
                 client.latency(request, 10)  # warm the path
-                lat = client.latency(request, n)
-                out[f"{label}_c1_p50_ms"] = lat["p50_ms"]
-                out[f"{label}_c1_p99_ms"] = lat["p99_ms"]
-                proc = servers.get(name)
-                cpu0 = proc.cpu_seconds() if proc is not None else 0.0
-                out[f"{label}_c8_rps"] = client.throughput(request, 8, per)
-                if proc is not None:
-                    # CPU the sidecar spends per request: far less noisy than wall times
-                    out[f"{label}_c8_cpu_us_per_req"] = (
-                        (proc.cpu_seconds() - cpu0) / (8 * per) * 1e6
-                    )
-            if name in servers:
-                out["rss_mb"] = servers[name].rss_mb()
+                cpu0 = cpu()
+                lat = client.latency(request, n_c1[label])
+                out[f"{label}_c1_cpu_us_per_req"] = (cpu() - cpu0) / n_c1[label] * 1e6
+                out[f"{label}_c1_p50_ms"] = percentile(lat, 50) * 1e3
+                out[f"{label}_c1_p99_ms"] = percentile(lat, 99) * 1e3
+                cpu0 = cpu()
+                out[f"{label}_c8_rps"] = client.throughput(request, 8, per_worker[label])
+                out[f"{label}_c8_cpu_us_per_req"] = (
+                    (cpu() - cpu0) / (8 * per_worker[label]) * 1e6
+                )
+            out["rss_mb"] = (proc or up).rss_mb()
             return out
 
         return measure
@@ -364,205 +248,180 @@ def _measure_mode(
     for client in clients.values():
         client.close()
     loop.close()
-    servers["upstream"] = upstream
-    return {"rounds": raw, "loop": None}, servers
+    counters = {}
+    for name in SERVE:
+        with contextlib.suppress(OSError):
+            counters[name] = sidecars[name].metrics()
+    for proc in [*sidecars.values(), up]:
+        proc.stop()
+    return {"raw": raw, "serve_counters": counters, **summarise(raw)}
 
 
-def _summarise(raw: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
-    summary: dict[str, Any] = {}
-    for name, rounds in raw.items():
-        summary[name] = {k: median([r[k] for r in rounds]) for k in rounds[0]}
-    ratios: dict[str, Any] = {}
+def summarise(raw: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """Medians per contender, and per-round ratios (median over rounds) against direct/off."""
+    medians = {name: {k: median([r[k] for r in rows]) for k in rows[0]}
+               for name, rows in raw.items()}
     n = len(raw["direct"])
+
+    def per_round(name: str, key: str, other: str, op: Callable[[float, float], float]) -> float:
+        return median([op(raw[name][i][key], raw[other][i][key]) for i in range(n)])
+
+    def diff(a: float, b: float) -> float:
+        return a - b
+
+    def ratio(a: float, b: float) -> float:
+        return a / b
+
+    ratios: dict[str, dict[str, float]] = {}
     for name in raw:
         if name == "direct":
             continue
         entry: dict[str, float] = {}
         for label in PAYLOADS:
-            k = f"{label}_c1_p50_ms"
-            entry[f"{label}_c1_added_p50_ms"] = median(
-                [raw[name][i][k] - raw["direct"][i][k] for i in range(n)]
-            )
-            k = f"{label}_c8_rps"
-            entry[f"{label}_c8_throughput_vs_direct"] = median(
-                [raw[name][i][k] / raw["direct"][i][k] for i in range(n)]
-            )
-        ratios[name] = entry
-    for name in ("outrider_on", "outrider_on_uvloop"):
-        if name not in raw:
-            continue
-        entry = ratios[name]
-        entry["4KB_c1_added_p50_vs_passthrough"] = median(
-            [
+            entry[f"{label}_c1_added_p50_ms"] = per_round(name, f"{label}_c1_p50_ms", "direct",
+                                                          diff)
+            entry[f"{label}_c8_throughput_vs_direct"] = per_round(name, f"{label}_c8_rps",
+                                                                  "direct", ratio)
+        entry["4KB_c8_cpu_vs_envoy"] = (
+            medians[name]["4KB_c8_cpu_us_per_req"] / ENVOY_CPU_US_PER_REQUEST
+        )
+        if name != "passthrough":
+            entry["4KB_c1_added_p50_vs_passthrough"] = median([
                 (raw[name][i]["4KB_c1_p50_ms"] - raw["direct"][i]["4KB_c1_p50_ms"])
                 / (raw["passthrough"][i]["4KB_c1_p50_ms"] - raw["direct"][i]["4KB_c1_p50_ms"])
                 for i in range(n)
-            ]
-        )
-        entry["4KB_c8_cpu_per_req_on_vs_off"] = median(
-            [
-                raw[name][i]["4KB_c8_cpu_us_per_req"]
-                / raw["outrider_off"][i]["4KB_c8_cpu_us_per_req"]
-                for i in range(n)
-            ]
-        )
-        for label in PAYLOADS:
-            entry[f"{label}_c1_p50_on_vs_off"] = median(
-                [
-                    raw[name][i][f"{label}_c1_p50_ms"]
-                    / raw["outrider_off"][i][f"{label}_c1_p50_ms"]
-                    for i in range(n)
-                ]
-            )
-            entry[f"{label}_c8_rps_on_vs_off"] = median(
-                [
-                    raw[name][i][f"{label}_c8_rps"] / raw["outrider_off"][i][f"{label}_c8_rps"]
-                    for i in range(n)
-                ]
-            )
-    return {"medians": summary, "ratios": ratios}
+            ])
+        if name in ("serve_default", "serve_full", STANDIN):
+            entry["4KB_c1_p50_vs_serve_off"] = per_round(name, "4KB_c1_p50_ms", "serve_off",
+                                                         ratio)
+            entry["4KB_c8_rps_vs_serve_off"] = per_round(name, "4KB_c8_rps", "serve_off", ratio)
+        ratios[name] = entry
+    return {"medians": medians, "ratios": ratios}
 
 
-def _rss_soak(workdir: Path, model_dir: Path, total: int) -> dict[str, float]:
-    """Sidecar RSS (monitoring on, 100 % sampled) after total/2 and total requests."""
-    upstream = ServerProcess(workdir, "soak-upstream", "--role", "echo")
-    relay = ServerProcess(
-        workdir, "soak-on", "--role", "relay-on", "--upstream", str(upstream.port)
-    )
+def upstream_targets(upstream: str, result: dict[str, Any]) -> list[Target]:
+    """Issue #18's targets for the real serve, and the README's standing data-plane targets."""
+    med, r = result["medians"], result["ratios"]
+    return [
+        Target(f"{upstream}: throughput serve_default / direct (4KB, c=8)",
+               r["serve_default"]["4KB_c8_throughput_vs_direct"], THROUGHPUT_VS_DIRECT, ">="),
+        Target(f"{upstream}: sidecar CPU per request, serve_default (4KB, c=8, us)",
+               med["serve_default"]["4KB_c8_cpu_us_per_req"], CPU_US_DEFAULT, "<="),
+        Target(f"{upstream}: sidecar CPU per request, serve_full (4KB, c=8, us)",
+               med["serve_full"]["4KB_c8_cpu_us_per_req"], CPU_US_FULL, "<="),
+        Target(f"{upstream}: added p50 serve_default (4KB, c=1, ms) vs issue #18's "
+               f"{TODAY_ADDED_P50_MS} ms", r["serve_default"]["4KB_c1_added_p50_ms"],
+               TODAY_ADDED_P50_MS, "<="),
+        Target(f"{upstream}: added p50 serve_full / passthrough's (4KB, c=1)",
+               r["serve_full"]["4KB_c1_added_p50_vs_passthrough"], 0.35, "<="),
+        Target(f"{upstream}: p50 serve_full / serve_off (4KB, c=1)",
+               r["serve_full"]["4KB_c1_p50_vs_serve_off"], 1.15, "<="),
+        Target(f"{upstream}: throughput serve_full / serve_off (4KB, c=8)",
+               r["serve_full"]["4KB_c8_rps_vs_serve_off"], 0.90, ">="),
+    ]
+
+
+def rss_soak(workdir: Path, model_path: Path, total: int) -> dict[str, Any]:
+    """serve_full's RSS in front of the model server after total/2 and total requests."""
+    up = start_model_server(workdir, "soak-upstream", model_path)
+    monitoring, references = prepare_state(workdir, "model", model_path)
+    import shutil
+
+    state = workdir / "soak-state"
+    shutil.copytree(references, state / "references")
+    serve = start_serve(workdir, "soak-serve_full", serve_config("serve_full", up.port, state,
+                                                                 monitoring))
     loop = asyncio.new_event_loop()
-    client = Client(loop, relay.port)
-    request = _request_bytes(PAYLOADS["4KB"])
+    client = Client(loop, serve.port)
+    request = _request(PAYLOADS["4KB"])
     half = total // 2
-    out = {"rss_start_mb": relay.rss_mb()}
+    out: dict[str, Any] = {"upstream": "model", "contender": "serve_full",
+                           "rss_start_mb": serve.rss_mb()}
     client.throughput(request, 8, half // 8)
-    out["rss_half_mb"] = relay.rss_mb()
+    out["rss_half_mb"] = serve.rss_mb()
     client.throughput(request, 8, half // 8)
-    out["rss_end_mb"] = relay.rss_mb()
-    out["requests"] = float(8 * (half // 8) * 2)
+    out["rss_end_mb"] = serve.rss_mb()
+    out["requests"] = 8 * (half // 8) * 2
     out["rss_growth_mb"] = out["rss_end_mb"] - out["rss_half_mb"]
+    out["serve_counters"] = serve.metrics()
     client.close()
     loop.close()
-    stats = relay.stop()
-    upstream.stop()
-    out.update({f"sink_{k}": float(v) for k, v in stats.items()})
+    serve.stop()
+    up.stop()
     return out
 
 
+# --------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--role" in argv:
-        return _role_main(argv)
-    args = parse_args(__doc__.splitlines()[0], argv)
-    # SIGTERM -> SystemExit, so the server processes below are stopped on the way out
+    args = parse_args(__doc__.splitlines()[0] if __doc__ else "", argv)
+    # SIGTERM -> SystemExit, so the server processes are stopped on the way out
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     rounds = args.rounds or (3 if args.quick else 7)
-    results: dict[str, Any] = {"rounds": rounds, "payloads": {"4KB": 4096, "256KB": 262144}}
-    targets: list[Target] = []
     try:
-        return _run(args, rounds, results, targets)
+        with tempfile.TemporaryDirectory(prefix="outrider-bench-") as tmp:
+            return run(Path(tmp), args, rounds)
     finally:
-        for proc in _STARTED:
-            proc.stop()
+        stop_all()
 
 
-def _run(
-    args: argparse.Namespace, rounds: int, results: dict[str, Any], targets: list[Target]
-) -> int:
-    with tempfile.TemporaryDirectory(prefix="outrider-bench-") as tmp:
-        try:
-            return _run_in(Path(tmp), args, rounds, results, targets)
-        finally:
-            for proc in _STARTED:
-                proc.stop()
+def demo_model_path() -> Path:
+    """The demo model, cached across runs (training it takes seconds)."""
+    from service.modelserver.demo_model import build_demo_model
+
+    cache = Path(os.environ.get("OUTRIDER_BENCH_MODEL_DIR",
+                                Path(__file__).resolve().parent.parent / ".bench-models"))
+    return build_demo_model(cache, "digits")
 
 
-def _run_in(
-    workdir: Path,
-    args: argparse.Namespace,
-    rounds: int,
-    results: dict[str, Any],
-    targets: list[Target],
-) -> int:
-    # the demo model is cached across runs (training it takes a few seconds)
-    model_dir = Path(
-        os.environ.get(
-            "OUTRIDER_BENCH_MODEL_DIR", Path(__file__).resolve().parent.parent / ".bench-models"
-        )
-    )
-    for mode in ("model", "echo"):
-        raw, servers = _measure_mode(mode, workdir, args.quick, rounds, model_dir)
-        summary = _summarise(raw["rounds"])
-        summary["sink"] = {}
-        for name, proc in servers.items():
-            stats = proc.stop()
-            if stats:
-                summary["sink"][name] = stats
-        results[mode] = {"raw": raw["rounds"], **summary}
-        _print_mode(mode, summary)
-        r = summary["ratios"]["outrider_on"]
-        targets += [
-            Target(
-                f"{mode}: added p50 outrider-on / passthrough (4KB, c=1)",
-                r["4KB_c1_added_p50_vs_passthrough"],
-                0.35,
-                "<=",
-            ),
-            Target(
-                f"{mode}: throughput outrider-on / direct (4KB, c=8)",
-                r["4KB_c8_throughput_vs_direct"],
-                0.75,
-                ">=",
-            ),
-            Target(
-                f"{mode}: p50 monitoring on / off (4KB, c=1)",
-                r["4KB_c1_p50_on_vs_off"],
-                1.15,
-                "<=",
-            ),
-            Target(
-                f"{mode}: throughput monitoring on / off (4KB, c=8)",
-                r["4KB_c8_rps_on_vs_off"],
-                0.90,
-                ">=",
-            ),
-        ]
-    soak_total = 4_000 if args.quick else 100_000
-    soak = _rss_soak(workdir, model_dir, soak_total)
+def run(workdir: Path, args: argparse.Namespace, rounds: int) -> int:
+    model_path = demo_model_path()
+    load_before = os.getloadavg()
+    results: dict[str, Any] = {
+        "rounds": rounds,
+        "payloads": {"4KB": 4096, "256KB": 262144},
+        "envoy_cpu_us_per_request": ENVOY_CPU_US_PER_REQUEST,
+        "envoy_source": ENVOY_SOURCE,
+        "serve_settings": SERVE_SETTINGS,
+        "cpu_count": os.cpu_count(),
+    }
+    targets: list[Target] = []
+    for upstream in UPSTREAMS:
+        result = measure_upstream(upstream, workdir, args.quick, rounds, model_path)
+        results[upstream] = result
+        print_upstream(upstream, result)
+        targets += upstream_targets(upstream, result)
+    soak = rss_soak(workdir, model_path, 4_000 if args.quick else 100_000)
     results["rss_soak"] = soak
     print(
-        f"\nRSS soak ({int(soak['requests'])} requests, monitoring on, 100 %): "
-        f"start {soak['rss_start_mb']:.1f} MB, half {soak['rss_half_mb']:.1f} MB, "
-        f"end {soak['rss_end_mb']:.1f} MB; sink {soak.get('sink_decoded', 0):.0f} decoded, "
-        f"{soak.get('sink_dropped', 0):.0f} dropped"
+        f"\nRSS soak ({soak['requests']} requests through serve_full in front of the model "
+        f"server): start {soak['rss_start_mb']:.1f} MB, half {soak['rss_half_mb']:.1f} MB, "
+        f"end {soak['rss_end_mb']:.1f} MB"
     )
     targets += [
-        Target("sidecar RSS after soak (MB)", soak["rss_end_mb"], 250.0, "<="),
-        Target("sidecar RSS growth second half of soak (MB)", soak["rss_growth_mb"], 5.0, "<="),
+        Target("model: serve_full RSS after the soak (MB)", soak["rss_end_mb"], 250.0, "<="),
+        Target("model: serve_full RSS growth over the soak's second half (MB)",
+               soak["rss_growth_mb"], 5.0, "<="),
     ]
+    results["load_average"] = {"before": load_before, "after": os.getloadavg()}
+    print(f"load average (1, 5, 15 min) before {load_before}, after {os.getloadavg()}")
     return report("proxy_overhead", results, targets, args.json, quick=args.quick)
 
 
-def _print_mode(mode: str, summary: dict[str, Any]) -> None:
-    print(f"\n== upstream: {mode} (medians over rounds) ==")
-    med = summary["medians"]
-    cols = [
-        "4KB_c1_p50_ms",
-        "4KB_c1_p99_ms",
-        "4KB_c8_rps",
-        "256KB_c1_p50_ms",
-        "256KB_c1_p99_ms",
-        "256KB_c8_rps",
-        "4KB_c8_cpu_us_per_req",
-        "rss_mb",
-    ]
-    print(f"{'contender':<20}" + "".join(f"{c:>22}" for c in cols))
-    for name, row in med.items():
-        print(f"{name:<20}" + "".join(f"{row.get(c, float('nan')):>22.3f}" for c in cols))
-    print("ratios (per-round, median):")
-    for name, row in summary["ratios"].items():
+def print_upstream(upstream: str, result: dict[str, Any]) -> None:
+    print(f"\n== upstream: {upstream} (medians over rounds) ==")
+    cols = ["4KB_c1_p50_ms", "4KB_c1_p99_ms", "4KB_c8_rps", "4KB_c8_cpu_us_per_req",
+            "4KB_c1_cpu_us_per_req", "256KB_c1_p50_ms", "256KB_c8_rps",
+            "256KB_c8_cpu_us_per_req", "rss_mb"]
+    print(f"{'contender':<22}" + "".join(f"{c:>24}" for c in cols))
+    for name, row in result["medians"].items():
+        print(f"{name:<22}" + "".join(f"{row.get(c, float('nan')):>24.3f}" for c in cols))
+    print("(direct's CPU columns are the upstream's own)")
+    print("ratios (per round, median):")
+    for name, row in result["ratios"].items():
         print(f"  {name}: " + ", ".join(f"{k}={v:.3f}" for k, v in row.items()))
-    if summary.get("sink"):
-        print(f"  sink counts: {summary['sink']}")
+    for name, counters in result["serve_counters"].items():
+        tap = {k: v for k, v in counters.items() if "tap_samples" in k or "monitor" in k}
+        print(f"  {name} counters: {tap}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 # tests/ is on sys.path (tests/conftest.py), where this folder looks like a namespace package
 # called "benchmarks" that would shadow the real one: put the repository root first. (A
@@ -88,3 +89,67 @@ def test_mnist_split_is_shuffled_and_disjoint() -> None:
     assert (len(s.y_train), len(s.y_val), len(s.y_test)) == (2500, 1000, 1500)
     assert len(set(s.y_train[:50].tolist())) > 5  # the file itself is sorted by class
     assert np.bincount(np.concatenate([s.y_train, s.y_val, s.y_test])).tolist() == [500] * 10
+
+
+def test_profile_buckets_take_the_deepest_frame_that_names_one(tmp_path: Path) -> None:
+    from benchmarks.serve_profile import WAITING, bucket_of, read_raw
+
+    loop = "_run_once (asyncio/base_events.py:1)"
+    read = "_read_ready (asyncio/selector_events.py:2)"
+    relay = "data_received (service/dataplane/relay.py:3)"
+    tap = "feed_client (service/dataplane/tap.py:4)"
+    assert bucket_of([loop, read, relay, tap, "decode (hpack/hpack.py:5)"]) == "HPACK decode"
+    assert bucket_of([loop, read, relay]) == "relay: read/write callbacks"
+    assert bucket_of([loop, read]) == "asyncio transports: socket recv/send"
+    worker = ["run (threading.py:1)", "_run (service/monitor/pipeline.py:2)"]
+    assert bucket_of([*worker, "update (detectors/mmd.py:3)", "dot (numpy/x.py:4)"]) == (
+        "monitor worker: detectors"
+    )
+    assert bucket_of(["main (x.py:1)"]) == "other"
+    raw = tmp_path / "raw.txt"
+    raw.write_text(
+        f"thread (1);{loop};{read};{relay};{tap} 3\n"
+        f"thread (1);{loop};select (selectors.py:468) 5\n"
+        f"thread (2);{';'.join(worker)};update (detectors/ks.py:9) 2\n"
+    )
+    counts, leaves = read_raw(raw)
+    assert counts == {"tap: streams, observations": 3, WAITING: 5, "monitor worker: detectors": 2}
+    assert leaves[WAITING] == {"select (selectors.py:468)": 5}
+
+
+def test_proxy_summary_ratios_are_per_round_medians() -> None:
+    from benchmarks.proxy_overhead import summarise
+
+    def row(p50: float, rps: float, cpu: float) -> dict[str, float]:
+        return {"4KB_c1_p50_ms": p50, "4KB_c8_rps": rps, "4KB_c8_cpu_us_per_req": cpu,
+                "256KB_c1_p50_ms": p50, "256KB_c8_rps": rps}
+
+    raw = {
+        "direct": [row(1.0, 1000, 500), row(2.0, 500, 500)],
+        "passthrough": [row(2.0, 500, 800), row(3.0, 250, 800)],
+        "serve_off": [row(1.1, 900, 100), row(2.2, 450, 120)],
+        "serve_default": [row(1.2, 800, 200), row(2.4, 400, 180)],
+    }
+    out = summarise(raw)
+    r = out["ratios"]["serve_default"]
+    assert r["4KB_c1_added_p50_ms"] == pytest.approx(0.3)  # median of 0.2 and 0.4
+    assert r["4KB_c8_throughput_vs_direct"] == 0.8
+    assert r["4KB_c1_added_p50_vs_passthrough"] == pytest.approx(0.3)  # 0.2 and 0.4
+    assert r["4KB_c8_rps_vs_serve_off"] == pytest.approx(800 / 900)
+    assert out["medians"]["serve_default"]["4KB_c8_cpu_us_per_req"] == 190
+    assert r["4KB_c8_cpu_vs_envoy"] == 190 / 350
+
+
+def test_serve_settings_differ_only_in_sampling() -> None:
+    from benchmarks.sidecar_processes import demo_monitoring, serve_config
+
+    monitoring = demo_monitoring("model")
+    off = serve_config("serve_off", 9000, Path("/s"), monitoring)
+    default = serve_config("serve_default", 9000, Path("/s"), monitoring)
+    full = serve_config("serve_full", 9000, Path("/s"), monitoring)
+    assert off["dataplane"]["sampling_rate"] == 0.0
+    assert "sampling_rate" not in default["dataplane"]  # the dataplane's own defaults
+    assert full["dataplane"]["sampling_rate"] == 1.0
+    assert off["models"] == default["models"] == full["models"]
+    echo = demo_monitoring("echo")["models"]["demo"]["signals"]
+    assert [s["source"] for s in echo] == [{"input": "pixels"}]

@@ -103,3 +103,25 @@ def test_performance_quick(tmp_path: Path) -> None:
         missed = [t for name, t in targets.items() if "missed: NannyML" in name]
         assert len(missed) == 12 and not any(t["met"] for t in missed)
     assert results["degradation"]["max_false_alarm_rate"] <= 0.15
+
+
+@pytest.mark.slow
+def test_proxy_overhead_quick_runs_the_real_serve(tmp_path: Path) -> None:
+    payload = _run_quick("proxy_overhead", tmp_path, "--rounds", "1")
+    results = payload["results"]
+    for upstream in ("model", "echo"):
+        assert {"serve_off", "serve_default", "serve_full", "standin_decodingsink"} <= set(
+            results[upstream]["medians"]
+        )
+        counters = results[upstream]["serve_counters"]
+        # the settings did what they say: nothing sampled when off, everything when full
+        assert counters["serve_off"]["outrider_tap_samples_total{outcome=sampled}"] == 0
+        assert counters["serve_full"]["outrider_tap_samples_total{outcome=skipped}"] == 0
+    names = [t["name"] for t in payload["targets"]]
+    assert "model: sidecar CPU per request, serve_default (4KB, c=8, us)" in names
+
+
+@pytest.mark.slow
+def test_serve_profile_quick_takes_samples(tmp_path: Path) -> None:
+    payload = _run_quick("serve_profile", tmp_path, "--setting", "serve_off", "--rounds", "3")
+    assert payload["results"]["serve_off"]["samples"] > 0
