@@ -123,5 +123,7 @@ def test_proxy_overhead_quick_runs_the_real_serve(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_serve_profile_quick_takes_samples(tmp_path: Path) -> None:
+    if not Path(sys.executable).with_name("py-spy").exists():
+        pytest.skip("py-spy is not installed (pip install '.[bench]')")
     payload = _run_quick("serve_profile", tmp_path, "--setting", "serve_off", "--rounds", "3")
     assert payload["results"]["serve_off"]["samples"] > 0
