@@ -7,11 +7,13 @@ The same processes as `benchmarks.proxy_overhead` (the model server, `outrider s
 serve_off, serve_default and serve_full): each serve in turn carries concurrency-8 4 KB
 load from tritonclient's stubs for a fixed time while py-spy (`pip install py-spy`) samples
 it from outside (`--nonblocking`: it never pauses the process) and /proc gives its CPU time.
-Every sampled stack is put in one bucket by the deepest frame that names one (`BUCKETS`),
-and each bucket's share of the samples times the measured CPU per request gives its
-microseconds per request. py-spy leaves out sleeping threads; samples of a thread that waits
-(`WAITING_LEAVES`) are counted apart. The machine this ran on was shared: a runnable thread
-that waits for a core is sampled where it waits, so shares are approximate.
+Every sampled stack is put in one bucket by the deepest frame that names one (`BUCKETS`).
+Each thread's CPU time over the window (/proc/PID/task/TID/schedstat) is split among the
+buckets of that thread's samples, and the sum over threads divided by the requests gives
+each bucket's microseconds per request. py-spy leaves out sleeping threads; samples of a
+thread that waits (`WAITING_LEAVES`) are left out. On a shared machine a runnable thread
+waiting for a core is sampled where it waits, so the split within a thread is approximate;
+the split between threads is measured.
 
 A profile is a measurement aid, not a target: the JSON has no targets of its own beyond
 "the profile ran" (samples taken at every setting).
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import shutil
 import subprocess
 import sys
@@ -60,8 +63,9 @@ BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("monitor worker: detectors", ("detectors/",)),
     ("monitor worker: decode (protobuf, tensors)", ("service/monitor/decoding.py",
                                                     "service/oip/codec.py")),
+    ("checkpoints (writes, fsync)", ("service/store/checkpoints.py",)),
     ("alert engine, incidents", ("service/monitor/alerts.py", "service/incident_flow.py",
-                                 "service/store/")),
+                                 "service/store/", "_alert_loop (service/app.py")),
     ("monitor worker: other (queue, batches, signals, readings)", ("service/monitor/",)),
     ("relay: read/write callbacks", ("service/dataplane/relay.py",)),
     ("asyncio transports: socket recv/send", ("asyncio/selector_events.py",)),
@@ -88,21 +92,56 @@ def bucket_of(stack: Sequence[str]) -> str:
     return OTHER
 
 
-def read_raw(path: Path) -> tuple[Counter[str], dict[str, Counter[str]]]:
-    """py-spy's raw output (one `frame;frame;... count` line per distinct stack) by bucket,
-    and per bucket the counts of its stacks' deepest frames (what to look at first)."""
-    counts: Counter[str] = Counter()
+def read_raw(path: Path) -> tuple[dict[str, Counter[str]], dict[str, Counter[str]]]:
+    """py-spy's raw output (one `thread (TID);frame;... count` line per distinct stack):
+    samples per thread id and bucket, and per bucket the counts of its stacks' deepest
+    frames (what to look at first)."""
+    counts: dict[str, Counter[str]] = {}
     leaves: dict[str, Counter[str]] = {}
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        frames = [f for f in stack.split(";") if not f.startswith("thread (")]
+        parts = stack.split(";")
+        # "thread (TID): name" with --threads; TID is the OS thread id, as in /proc
+        head = re.match(r"thread \((\w+)\)", parts[0])
+        tid = head.group(1) if head else "?"
+        frames = parts[1:] if head else parts
         waiting = bool(frames) and any(leaf in frames[-1] for leaf in WAITING_LEAVES)
         bucket = WAITING if waiting else bucket_of(frames)
-        counts[bucket] += int(count)
+        counts.setdefault(tid, Counter())[bucket] += int(count)
         leaves.setdefault(bucket, Counter())[frames[-1] if frames else "?"] += int(count)
     return counts, leaves
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of each of the process's threads, by thread id (schedstat)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, IndexError):
+            out[task.name] = int((task / "schedstat").read_text().split()[0]) / 1e9
+    return out
+
+
+def attribute(
+    samples: dict[str, Counter[str]], cpu_by_thread: dict[str, float]
+) -> dict[str, float]:
+    """CPU seconds per bucket: each thread's measured CPU split by its own samples' buckets.
+
+    Splitting per thread keeps a thread that waits for a core on a loaded machine (sampled,
+    but not running) from taking CPU that another thread used. CPU of threads py-spy never
+    caught running is charged to "unsampled threads".
+    """
+    out: Counter[str] = Counter()
+    for tid, cpu in cpu_by_thread.items():
+        buckets = {b: n for b, n in samples.get(tid, Counter()).items() if b != WAITING}
+        total = sum(buckets.values())
+        if total == 0:
+            out["unsampled threads"] += cpu
+            continue
+        for bucket, n in buckets.items():
+            out[bucket] += cpu * n / total
+    return dict(out)
 
 
 def profile_setting(
@@ -126,9 +165,11 @@ def profile_setting(
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     time.sleep(1.0)  # py-spy attaches
-    cpu0, t0 = serve.cpu_seconds(), time.perf_counter()
+    threads0, t0 = thread_cpu(serve.pid), time.perf_counter()
     rps = client.throughput(request, 8, per_worker)
-    cpu, wall = serve.cpu_seconds() - cpu0, time.perf_counter() - t0
+    threads1, wall = thread_cpu(serve.pid), time.perf_counter() - t0
+    by_thread = {tid: threads1[tid] - threads0.get(tid, 0.0) for tid in threads1}
+    cpu = sum(by_thread.values())
     spy.send_signal(subprocess.signal.SIGINT)  # py-spy writes its output on SIGINT
     _, err = spy.communicate(timeout=60)
     requests = 8 * per_worker
@@ -136,18 +177,24 @@ def profile_setting(
     loop.close()
     counters = serve.metrics()
     serve.stop()
-    counts, leaves = read_raw(raw) if raw.exists() else (Counter(), {})
+    samples, leaves = read_raw(raw) if raw.exists() else ({}, {})
+    counts: Counter[str] = Counter()
+    for per_thread in samples.values():
+        counts.update(per_thread)
     waiting = counts.pop(WAITING, 0)
     total = sum(counts.values())
     cpu_us = cpu / requests * 1e6
+    seconds = attribute(samples, by_thread) if total else {}
     buckets = {
-        name: {"samples": n, "share": n / total, "us_per_request": cpu_us * n / total,
-               "top_leaf_frames": dict(leaves[name].most_common(5))}
-        for name, n in counts.most_common()
-    } if total else {}
+        name: {"samples": counts.get(name, 0), "share": s / cpu,
+               "us_per_request": s / requests * 1e6,
+               "top_leaf_frames": dict(leaves.get(name, Counter()).most_common(5))}
+        for name, s in sorted(seconds.items(), key=lambda item: -item[1])
+    }
     return {
         "requests": requests, "wall_s": wall, "rps": rps, "cpu_s": cpu,
         "cpu_us_per_request": cpu_us, "samples": total, "waiting_samples": waiting,
+        "cpu_s_by_thread": {tid: c for tid, c in by_thread.items() if c > 0},
         "waiting_top_leaf_frames": dict(leaves.get(WAITING, Counter()).most_common(5)),
         "py_spy_error": None if total else err.decode(errors="replace")[-2000:],
         "buckets": buckets, "serve_counters": counters,

@@ -92,7 +92,7 @@ def test_mnist_split_is_shuffled_and_disjoint() -> None:
 
 
 def test_profile_buckets_take_the_deepest_frame_that_names_one(tmp_path: Path) -> None:
-    from benchmarks.serve_profile import WAITING, bucket_of, read_raw
+    from benchmarks.serve_profile import WAITING, attribute, bucket_of, read_raw
 
     loop = "_run_once (asyncio/base_events.py:1)"
     read = "_read_ready (asyncio/selector_events.py:2)"
@@ -107,14 +107,20 @@ def test_profile_buckets_take_the_deepest_frame_that_names_one(tmp_path: Path) -
     )
     assert bucket_of(["main (x.py:1)"]) == "other"
     raw = tmp_path / "raw.txt"
-    raw.write_text(
-        f"thread (1);{loop};{read};{relay};{tap} 3\n"
-        f"thread (1);{loop};select (selectors.py:468) 5\n"
-        f"thread (2);{';'.join(worker)};update (detectors/ks.py:9) 2\n"
+    raw.write_text(  # py-spy --format raw --threads: "thread (TID): name;frames... count"
+        f"thread (11): MainThread;{loop};{read};{relay};{tap} 3\n"
+        f"thread (11): MainThread;{loop};select (selectors.py:468) 5\n"
+        f"thread (12): outrider-monitor;{';'.join(worker)};update (detectors/ks.py:9) 2\n"
     )
-    counts, leaves = read_raw(raw)
-    assert counts == {"tap: streams, observations": 3, WAITING: 5, "monitor worker: detectors": 2}
+    samples, leaves = read_raw(raw)
+    assert samples == {"11": {"tap: streams, observations": 3, WAITING: 5},
+                       "12": {"monitor worker: detectors": 2}}
     assert leaves[WAITING] == {"select (selectors.py:468)": 5}
+    # each thread's measured CPU goes to its own samples' buckets; waiting samples get none
+    assert attribute(samples, {"11": 0.3, "12": 0.5, "13": 0.1}) == {
+        "tap: streams, observations": 0.3, "monitor worker: detectors": 0.5,
+        "unsampled threads": 0.1,
+    }
 
 
 def test_proxy_summary_ratios_are_per_round_medians() -> None:
