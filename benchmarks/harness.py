@@ -122,6 +122,10 @@ def _commit() -> str | None:
     return head + ("+changes" if dirty.strip() else "")
 
 
+#: The checkout a run started from (imported at start; a commit made mid-run is not it).
+COMMIT_AT_START = _commit()
+
+
 def report(
     name: str,
     results: dict[str, Any],
@@ -142,7 +146,7 @@ def report(
         payload = {
             "benchmark": name,
             "quick": quick,
-            "commit": _commit(),
+            "commit": COMMIT_AT_START,
             "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
                         "load_average": os.getloadavg(), "cpu_count": os.cpu_count()},
             "results": results,

@@ -37,7 +37,9 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +53,7 @@ import numpy as np
 from benchmarks.harness import Target, alternating_rounds, median, parse_args, percentile, report
 from benchmarks.sidecar_processes import (
     GRPC_OPTIONS,
+    ROOT,
     SERVE_SETTINGS,
     ServerProcess,
     demo_monitoring,
@@ -145,8 +148,6 @@ class Client:
 # --------------------------------------------------------------------------- one upstream
 def prepare_state(workdir: Path, upstream: str, model_path: Path) -> tuple[dict[str, Any], Path]:
     """serve's monitoring config for this upstream, and a state dir holding its references."""
-    import subprocess
-
     import onnxruntime as ort
     import yaml
 
@@ -173,7 +174,7 @@ def prepare_state(workdir: Path, upstream: str, model_path: Path) -> tuple[dict[
                 [sys.executable, "-m", "service.cli", "reference", "build", "--config",
                  str(config_path), "--signal", f"{model}/{sig['name']}", "--from", str(source),
                  "--version", "1", "--no-progress"],
-                check=True, capture_output=True, cwd=Path(__file__).resolve().parent.parent,
+                check=True, capture_output=True, cwd=ROOT,
             )
     return monitoring, state / "references"
 
@@ -182,8 +183,6 @@ def start_contenders(
     workdir: Path, upstream: str, model_path: Path, include_standin: bool = True
 ) -> tuple[ServerProcess, dict[str, ServerProcess]]:
     """The upstream, then every sidecar in front of it: name -> process."""
-    import shutil
-
     if upstream == "model":
         up = start_model_server(workdir, f"{upstream}-upstream", model_path)
     else:
@@ -325,8 +324,6 @@ def rss_soak(workdir: Path, model_path: Path, total: int) -> dict[str, Any]:
     """serve_full's RSS in front of the model server after total/2 and total requests."""
     up = start_model_server(workdir, "soak-upstream", model_path)
     monitoring, references = prepare_state(workdir, "model", model_path)
-    import shutil
-
     state = workdir / "soak-state"
     shutil.copytree(references, state / "references")
     serve = start_serve(workdir, "soak-serve_full", serve_config("serve_full", up.port, state,
@@ -368,8 +365,7 @@ def demo_model_path() -> Path:
     """The demo model, cached across runs (training it takes seconds)."""
     from service.modelserver.demo_model import build_demo_model
 
-    cache = Path(os.environ.get("OUTRIDER_BENCH_MODEL_DIR",
-                                Path(__file__).resolve().parent.parent / ".bench-models"))
+    cache = Path(os.environ.get("OUTRIDER_BENCH_MODEL_DIR", ROOT / ".bench-models"))
     return build_demo_model(cache, "digits")
 
 
