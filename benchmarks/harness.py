@@ -99,6 +99,8 @@ def percentile(values: Sequence[float], q: float) -> float:
     pos = (len(ordered) - 1) * q / 100.0
     lo = int(pos)
     hi = min(lo + 1, len(ordered) - 1)
+    if pos == lo or ordered[hi] == ordered[lo]:  # also keeps inf (never seen) from turning NaN
+        return ordered[lo]
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 

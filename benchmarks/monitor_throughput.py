@@ -31,8 +31,10 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+import scipy.linalg  # noqa: F401  (loads scipy's BLAS so that the limit below covers it)
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from threadpoolctl import threadpool_limits
 
 from benchmarks.harness import Target, alternating_rounds, median, parse_args, percentile, report
 from service.dataplane.observation import RpcObservation
@@ -258,6 +260,9 @@ def main() -> int:
     latency_seconds = 5.0 if args.quick else 20.0
     flood_seconds = 3.0 if args.quick else 10.0
     cpu = _pin_one_core()
+    # BLAS at one thread, as `outrider serve` runs it: on one pinned core a second BLAS
+    # thread can only spin against the first
+    blas = threadpool_limits(limits=1, user_api="blas")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         reference, obs = _demo_traffic(work / "models")
@@ -287,6 +292,7 @@ def main() -> int:
         print(f"  latency at 1000 req/s, ks + mmd testing every 500 rows: {latency_mmd}")
         flood = _flood(work, obs, flood_seconds)
         print(f"  flood: {flood}")
+    blas.restore_original_limits()
     rss, peak = _rss_mb()
     print(f"  RSS {rss:.0f} MB (peak {peak:.0f} MB)")
     table = {
