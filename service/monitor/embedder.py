@@ -3,10 +3,11 @@
 What it does to the model's output, in order:
 
 1. Text (BYTES) rows are tokenized with the configured tokenizer.json, truncated at
-   `max_length` tokens, sorted by token count and run in batches of `batch_size`, each
-   padded only to its longest row (see `token_batches`). The model gets `input_ids`,
-   `attention_mask` (1 on real tokens) and, when it has that input, `token_type_ids` (the
-   tokenizer's type ids: all 0 for one text). Numeric rows go in batches of `batch_size`.
+   `max_length` tokens, sorted by token count and run in batches of at most `batch_size`
+   rows and little padding, each padded only to its longest row (see `token_batches`).
+   The model gets `input_ids`, `attention_mask` (1 on real tokens) and, when it has that
+   input, `token_type_ids` (the tokenizer's type ids: all 0 for one text). Numeric rows go
+   in batches of `batch_size`.
 2. The chosen output (`output`, default the first) is read per row: a (batch, d) output is
    used as it is (a model that pools inside its graph); a (batch, seq, d) output of token
    vectors is mean-pooled over the tokens whose attention mask is 1 (over every position
@@ -31,7 +32,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.monitor.settings import EmbedderSettings
-from service.monitor.token_batches import TokenBatcher
+from service.monitor.token_batches import PADDING_RATIO, TokenBatcher
 
 _ORT_TO_NUMPY: dict[str, type[np.generic]] = {
     "tensor(float)": np.float32,
@@ -104,7 +105,7 @@ class OnnxEmbedder:
                 _load_tokenizer(settings.tokenizer),
                 max_length=settings.max_length,
                 batch_size=settings.batch_size,
-                mix_lengths="attention_mask" in self._inputs,
+                padding_ratio=PADDING_RATIO if "attention_mask" in self._inputs else 0.0,
             )
         elif len(inputs) != 1:
             raise EmbedderError(

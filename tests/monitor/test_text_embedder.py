@@ -101,6 +101,21 @@ def test_batches_are_sorted_by_length_and_padded_to_their_longest(tokenizer: Pat
     ]
 
 
+def test_a_batch_holds_at_most_a_quarter_padding(tokenizer: Path) -> None:
+    from tokenizers import Tokenizer
+
+    batcher = TokenBatcher(Tokenizer.from_file(str(tokenizer)), max_length=16, batch_size=8)
+    shapes = [batch.input_ids.shape for batch in batcher.batches(TEXTS)]
+    # Sorted counts 2, 3, 5, 8, 11, 16: {2, 3} pads 1 token for 5 real ones, adding 5 would
+    # pad 5 for 10; {5, 8} pads 3 for 13, adding 11 would pad 9 for 24; {11, 16} pads 5 for 27.
+    assert shapes == [(2, 3), (2, 8), (2, 16)]
+    no_padding = TokenBatcher(
+        Tokenizer.from_file(str(tokenizer)), max_length=6, batch_size=8, padding_ratio=0.0
+    )
+    shapes = [b.input_ids.shape for b in no_padding.batches(TEXTS)]
+    assert shapes == [(1, 2), (1, 3), (1, 5), (3, 6)]
+
+
 def test_rows_keep_their_order_and_normalize_gives_unit_vectors(
     tmp_path: Path, tokenizer: Path
 ) -> None:
