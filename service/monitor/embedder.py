@@ -129,6 +129,12 @@ class OnnxEmbedder:
             result = np.divide(result, norms, out=np.zeros_like(result), where=norms > 0)
         return result
 
+    def token_counts(self, texts: list[str]) -> np.ndarray:
+        """Tokens per text as this embedder feeds them (truncated, special tokens included)."""
+        if self._batcher is None:
+            raise EmbedderError("token counts need a text embedder (a tokenizer)")
+        return self._batcher.token_counts(texts)
+
     def _embed_texts(self, texts: list[str]) -> np.ndarray:
         assert self._batcher is not None
         result: np.ndarray | None = None
