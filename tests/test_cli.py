@@ -47,3 +47,25 @@ def test_modelserver_refuses_a_missing_model_file(tmp_path: Path) -> None:
     result = _outrider("modelserver", "--model", str(tmp_path / "absent.onnx"))
     assert result.returncode == 2
     assert result.stderr == f"model file not found: {tmp_path / 'absent.onnx'}\n"
+
+
+def test_a_closed_pipe_ends_quietly_for_every_command(tmp_path: Path) -> None:
+    """`outrider config check x.yaml | head -1`: the reader leaves, outrider stops quietly."""
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "c.yaml"
+    config.write_text("state_dir: ./x\n")
+    for argv in (["config", "check", str(config)], ["version"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # nobody will read: every write fails with EPIPE
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "service.cli", *argv],
+                stdout=write_end, stderr=subprocess.PIPE, timeout=60, check=False,
+            )
+        finally:
+            os.close(write_end)
+        assert done.stderr.decode() == "", argv
+        assert done.returncode == 141, argv
