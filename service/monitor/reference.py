@@ -28,6 +28,7 @@ import numpy as np
 import structlog
 
 from service.monitor.embedder import OnnxEmbedder
+from service.monitor.model_versions import UNKNOWN_VERSION
 from service.monitor.reference_sources import SourceError, open_source
 from service.monitor.settings import PipelineConfig, SignalSettings
 from service.monitor.signals import SignalError, SignalExtractor
@@ -366,16 +367,16 @@ def _chunk_rows(
         ) from None
 
 
-def reference_version_labels(reference: Reference, traffic_versions: Iterable[str]) -> list[str]:
+def reference_version_labels(built_for: str, traffic_versions: Iterable[str]) -> list[str]:
     """The `version` label values `outrider_reference_samples` reports a reference under.
 
     A reference applies to every version of its model, so it is reported under each version
-    label its model's traffic has (the labels of the drift metrics, so the two join on
-    `version`); before any traffic, under the version it was built or captured from ("" when
-    none was given).
+    label its signal's traffic has (the labels of the drift metrics, so the two join on
+    `version`); before any traffic, under the version it was built (`--version`) or
+    captured from, `unknown` when none was given.
     """
     versions = sorted(set(traffic_versions))
-    return versions if versions else [reference.version]
+    return versions if versions else [built_for or UNKNOWN_VERSION]
 
 
 class ReferenceCapture:
