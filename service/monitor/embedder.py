@@ -19,8 +19,9 @@ the rows it was batched with (equal to 1e-5, checked by `benchmarks.embedder`).
 
 The session is configured for a sidecar: `intra_op_threads` threads (one by default), one
 inter-op thread, sequential execution and no spinning threads, so it never busy-waits on
-the relay's cores; full graph optimisation; no memory-pattern planning (the input shape
-changes with every batch's length, and a plan per shape is wasted work).
+the relay's cores; full graph optimisation; denormal floats flushed to zero; no
+memory-pattern planning (the input shape changes with every batch's length, and a plan per
+shape is wasted work).
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def sidecar_session_options(intra_op_threads: int) -> ort.SessionOptions:
     options.enable_mem_pattern = False
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    # Denormal floats only slow the CPU down: 4-9 % less CPU per short text on the tuning
+    # texts (pyjokes), with pooled vectors unchanged (max difference 0).
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
     return options
 
 
