@@ -10,10 +10,10 @@ from mlserver import MLModel
 from mlserver.codecs import StringCodec
 from mlserver.types import InferenceRequest, InferenceResponse, ResponseOutput
 
-KEYWORDS = frozenset(
-    "bug code coder computer debug developer java javascript programmer programming "
-    "python software sql unix".split()
-)
+KEYWORDS = frozenset({
+    "bug", "code", "coder", "computer", "debug", "developer", "java", "javascript",
+    "programmer", "programming", "python", "software", "sql", "unix",
+})
 
 
 class KeywordTopicModel(MLModel):
