@@ -31,7 +31,7 @@ DOCUMENTS = (ROOT / "README.md", ROOT / "detectors" / "README.md")
 GROUPS = {
     "data-plane": ("proxy_overhead", "serve_profile"),
     "all": ("proxy_overhead", "serve_profile", "monitor_throughput", "failing_loudly", "ood",
-            "probes", "detectors_speed", "detectors_calibration"),
+            "probes", "detectors_speed", "detectors_calibration", "embedder"),
 }
 NEEDS_ALIBI = ("detectors_speed", "detectors_calibration")
 BLOCK = re.compile(
@@ -48,6 +48,8 @@ def num(value: Any, digits: int = 2) -> str:
     """A figure as the tables print it: fixed decimals, `n/a` for NaN or missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
+    if value and abs(value) < 10.0 ** -digits:
+        return f"{value:.1e}"  # a tiny figure (a difference, a p-value) would print as 0
     return f"{value:,.{digits}f}"
 
 
@@ -239,6 +241,23 @@ def detectors_calibration(p: Payload) -> list[str]:
     return [*out, "", *targets_table(p)]
 
 
+def embedder(p: Payload) -> list[str]:
+    r = p["results"]
+    out = [run_line(p, f"{r['texts']} texts of {num(r['tokens']['median'], 0)} tokens median, "
+                       f"{r['rounds']} alternating rounds, CPU time medians"), "",
+           "| texts per worker cycle | every text padded to 128 | as the monitor calls it "
+           "| ratio |", "|---|---|---|---|"]
+    for key in ("1_row_per_call", "10_per_s", "50_per_s"):
+        row = r[key]
+        out.append(f"| {row['rows_per_call']} | {num(row['today_cpu_ms_per_row'])} ms "
+                   f"| {num(row['outrider_cpu_ms_per_row'])} ms | {num(row['ratio_median'], 3)} |")
+    build = r["reference_build"]
+    out += ["", f"Reference build of {build['texts']:,} texts from a CSV column: peak RSS "
+                f"{num(build['peak_rss_mb'], 0)} MB, {num(build['rows_per_second'], 0)} texts/s.",
+            ""]
+    return out + targets_table(p)
+
+
 def detector_costs(p: Payload) -> list[str]:
     """detectors/README.md: our own detectors' measured costs (no comparison needed)."""
     r, s = p["results"], p["results"]["settings"]
@@ -277,6 +296,7 @@ RENDERERS: dict[str, tuple[str, Callable[[Payload], list[str]]]] = {
     "detectors-speed": ("detectors_speed", detectors_speed),
     "detectors-calibration": ("detectors_calibration", detectors_calibration),
     "detector-costs": ("detectors_speed", detector_costs),
+    "embedder": ("embedder", embedder),
 }
 
 

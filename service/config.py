@@ -31,7 +31,14 @@ class AdminSettings(BaseModel):
         default="127.0.0.1",
         description="Bind address. Anything but loopback makes mutating endpoints need a token.",
     )
-    port: int = Field(default=8081, ge=0, le=65535, description="Bind port (0 picks one).")
+    port: int = Field(
+        default=8102,
+        ge=0,
+        le=65535,
+        description="Bind port (0 picks one). The default clashes with no model server's "
+        "default port (Triton 8000-8002, MLServer and KServe 8080-8082), since a sidecar "
+        "shares the model server's network namespace.",
+    )
     # The bearer token of mutating endpoints is `hooks.inbound.token`: those endpoints are
     # the hooks' inbound side.
 

@@ -98,7 +98,9 @@ class IncidentFlow:
     def _plot(self, incident_id: int, transition: AlertTransition) -> None:
         try:
             path = render_alert_plot(
-                self.state_dir.plot_path(incident_id), self.history, transition
+                self.state_dir.plot_path(incident_id, transition.to_state),
+                self.history,
+                transition,
             )
             self.store.set_plot_path(incident_id, path)
         except Exception:  # a plot is an aid for triage; failing to draw it loses nothing

@@ -60,3 +60,25 @@ def test_serve_caps_blas_at_one_thread() -> None:
         assert blas and all(i["num_threads"] == 1 for i in blas)
     finally:
         limiter.restore_original_limits()
+
+
+def test_a_closed_pipe_ends_quietly_for_every_command(tmp_path: Path) -> None:
+    """`outrider config check x.yaml | head -1`: the reader leaves, outrider stops quietly."""
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "c.yaml"
+    config.write_text("state_dir: ./x\n")
+    for argv in (["config", "check", str(config)], ["version"]):
+        read_end, write_end = os.pipe()
+        os.close(read_end)  # nobody will read: every write fails with EPIPE
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "service.cli", *argv],
+                stdout=write_end, stderr=subprocess.PIPE, timeout=60, check=False,
+            )
+        finally:
+            os.close(write_end)
+        assert done.stderr.decode() == "", argv
+        assert done.returncode == 141, argv

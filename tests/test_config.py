@@ -113,3 +113,14 @@ def test_retention_settings_are_validated(tmp_path: Path) -> None:
         "retention.days: Input should be greater than or equal to 0",
         "retention.interval_hours: Input should be less than or equal to 8760",
     ]
+
+
+def test_default_ports_clash_with_no_model_server_default() -> None:
+    """A sidecar shares the model server's network namespace: its defaults must not bind
+    Triton's (HTTP 8000, gRPC 8001, metrics 8002), MLServer's and KServe's (HTTP 8080,
+    gRPC 8081, metrics 8082) ports."""
+    settings = load_settings(None)
+    model_server_ports = {8000, 8001, 8002, 8080, 8081, 8082}
+    ours = {settings.admin.port, settings.dataplane.listen_port}
+    assert ours.isdisjoint(model_server_ports), ours
+    assert settings.admin.port != settings.dataplane.listen_port

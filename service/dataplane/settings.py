@@ -63,7 +63,12 @@ class DataplaneSettings(BaseModel):
 
     listen_host: str = Field(default="127.0.0.1", description="Address the relay listens on.")
     listen_port: int = Field(
-        default=8001, ge=0, le=65535, description="Port the relay listens on (0 picks one)."
+        default=8101,
+        ge=0,
+        le=65535,
+        description="Port the relay listens on (0 picks one). The default clashes with no "
+        "model server's default port; a sidecar that takes over the port clients already "
+        "use (Triton's 8001) sets it and moves the model server.",
     )
     listener_tls: ListenerTlsSettings | None = Field(
         default=None, description="Terminate TLS on the listener; None means plaintext."

@@ -7,12 +7,15 @@ configured limit already fold into `other` in the pipeline.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+
+from service.monitor.reference import reference_version_labels
 
 if TYPE_CHECKING:
     from service.monitor.pipeline import MonitorPipeline
@@ -44,8 +47,12 @@ class MonitorCollector(Collector):
                 f.ood.add_metric(labels, r.ood_ratio)
             f.detected.add_metric(labels, 1.0 if r.drift_detected else 0.0)
             f.fill.add_metric(labels, r.window_fill)
-        for (model, version, signal), count in sorted(self._pipeline.reference_sizes().items()):
-            f.reference.add_metric([model, version, signal], float(count))
+        traffic: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for key in self._pipeline.readings():
+            traffic[(key.model, key.source)].add(key.version)
+        for (model, built_for, signal), count in sorted(self._pipeline.reference_sizes().items()):
+            for version in reference_version_labels(built_for, traffic[(model, signal)]):
+                f.reference.add_metric([model, version, signal], float(count))
         for counter, family in (
             (self._pipeline.signal_errors, f.errors),
             (self._pipeline.shed_samples, f.shed),
@@ -94,7 +101,9 @@ class _Families:
         )
         self.reference = _gauge(
             "outrider_reference_samples",
-            "Rows in the signal's reference sample.",
+            "Rows in the signal's reference sample. A reference applies to every version of "
+            "its model: one series per version of the signal's traffic (the drift metrics' "
+            "version labels); before any traffic, the version it was built or captured from.",
             ["model", "version", "signal"],
         )
         self.errors = _counter(

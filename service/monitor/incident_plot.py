@@ -25,8 +25,41 @@ _UNIX_EPOCH_DAYS = float(
 )
 
 
+# Readings further apart than this many times their median spacing (and at least
+# MIN_GAP_SECONDS) had no traffic between them: the line breaks there instead of joining
+# the two across the silence.
+GAP_FACTOR = 5.0
+MIN_GAP_SECONDS = 5.0
+
+
 def _days(timestamps: np.ndarray | float) -> np.ndarray:
     return np.asarray(timestamps, dtype=np.float64) / 86400.0 + _UNIX_EPOCH_DAYS
+
+
+def break_at_gaps(
+    timestamps: np.ndarray, *columns: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The series with a NaN point inserted in every gap, so a line plot breaks there.
+
+    A gap is a spacing above GAP_FACTOR times the median spacing and above MIN_GAP_SECONDS.
+    Returns the timestamps and each column (as float) with the NaN points added.
+    """
+    times = np.asarray(timestamps, dtype=np.float64)
+    values = [np.asarray(c, dtype=np.float64) for c in columns]
+    if len(times) < 3:
+        return times, values
+    spacing = np.diff(times)
+    limit = max(GAP_FACTOR * float(np.median(spacing)), MIN_GAP_SECONDS)
+    gaps = np.flatnonzero(spacing > limit) + 1
+    if not len(gaps):
+        return times, values
+    middles = (times[gaps - 1] + times[gaps]) / 2.0
+    return np.insert(times, gaps, middles), [np.insert(v, gaps, np.nan) for v in values]
+
+
+def alert_plot_title(alert: str, severity: str, model: str, version: str, where: str) -> str:
+    """`Drift (page): digits version v1 input/ks` (versions are shown as they are labelled)."""
+    return f"{alert} ({severity}): {model} version {version} {where}"
 
 
 def render_incident_plot(
@@ -43,8 +76,10 @@ def render_incident_plot(
 
     `active_since` marks when the condition started holding (pending), `fired_at` when the
     alert fired, `ended_at` when it resolved, `rule_limit` a fixed limit from the rule (e.g.
-    `score_above`). The PNG is written to a temp file and renamed, so a reader never sees a
-    half-written plot. Returns the path.
+    `score_above`). Stretches without readings (no traffic) are drawn as gaps, not as lines
+    joining the readings on either side (`break_at_gaps`); readings kept as gaps by the
+    history (no values) break the line too. The PNG is written to a temp file and renamed,
+    so a reader never sees a half-written plot. Returns the path.
     """
     target = Path(path)
     probe = series.kind == "probe"
@@ -52,11 +87,14 @@ def render_incident_plot(
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     if len(series):
-        times = _days(series.timestamp)
-        axes.plot(times, series.score, color="tab:blue", linewidth=1.4,
+        stamps, (score, threshold) = break_at_gaps(
+            series.timestamp, series.score, series.threshold
+        )
+        times = _days(stamps)
+        axes.plot(times, score, color="tab:blue", linewidth=1.4,
                   label="accuracy" if probe else "score")
-        if not np.all(np.isnan(series.threshold)):
-            axes.step(times, series.threshold, where="post", color="tab:gray", linestyle="--",
+        if not np.all(np.isnan(threshold)):
+            axes.step(times, threshold, where="post", color="tab:gray", linestyle="--",
                       linewidth=1.2, label="baseline accuracy" if probe else "threshold")
         flagged = series.flagged & ~np.isnan(series.score)
         if flagged.any():
@@ -122,7 +160,7 @@ def render_alert_plot(
     return render_incident_plot(
         path,
         history.series(key, since=since, until=until),
-        title=f"{instance.alert} ({instance.severity}): {key.model} v{key.version} {where}",
+        title=alert_plot_title(instance.alert, instance.severity, key.model, key.version, where),
         fired_at=fired_at,
         active_since=instance.active_since,
         ended_at=ended_at,

@@ -55,11 +55,30 @@ def _point(reading: Reading) -> _Point:
             _nan(reading.p_value), math.nan, reading.regression)
 
 
+def _idle_repeat(reading: Reading, last: _Point | None) -> bool:
+    """A time-window reading re-read without traffic: empty window, last outcome repeated.
+
+    The monitor re-reads time-windowed detectors every second when no traffic comes, so
+    their windows move on; such a reading repeats the last completed window's outcome and
+    is no new evidence. (A window that just completed also has an empty window, but a new
+    outcome.)
+    """
+    if not isinstance(reading, DetectorReading) or reading.window_fill != 0.0 or last is None:
+        return False
+    point = _point(reading)
+    return all(
+        (math.isnan(a) and math.isnan(b)) or a == b
+        for a, b in zip(point[1:5], last[1:5], strict=True)
+    ) and point[5] == last[5]
+
+
 class ReadingHistory:
     """Keeps, per stream, the readings of the last `max_age_seconds` (at most `max_points`).
 
     Thread-safe. A reading older than the newest one kept for its stream is ignored (the
-    detector worker produces them in order; a straggler would only blur the plot).
+    detector worker produces them in order; a straggler would only blur the plot). A
+    reading that only repeats the last outcome because no traffic came (`_idle_repeat`) is
+    kept as a gap: its time, no values, not flagged, so plots show no traffic as a gap.
     """
 
     def __init__(self, *, max_age_seconds: float = 7200.0, max_points: int = 2000) -> None:
@@ -72,14 +91,18 @@ class ReadingHistory:
         self._lock = threading.Lock()
         self._streams: dict[ReadingKey, deque[_Point]] = {}
         self._kinds: dict[ReadingKey, SeriesKind] = {}
+        self._last_evidence: dict[ReadingKey, _Point] = {}  # latest point that was no gap
 
     def append(self, reading: Reading) -> bool:
         """Add a reading; False when it was ignored as older than the stream's newest."""
         if not isinstance(reading, DetectorReading | ProbeReading):
             raise TypeError(f"expected a DetectorReading or ProbeReading, got {type(reading)!r}")
         kind: SeriesKind = "detector" if isinstance(reading, DetectorReading) else "probe"
+        point = _point(reading)
         with self._lock:
-            return self._add(reading.key, kind, _point(reading))
+            if _idle_repeat(reading, self._last_evidence.get(reading.key)):
+                point = (point[0], math.nan, math.nan, math.nan, math.nan, False)
+            return self._add(reading.key, kind, point)
 
     def _add(self, key: ReadingKey, kind: SeriesKind, point: _Point) -> bool:
         points = self._streams.get(key)
@@ -89,6 +112,8 @@ class ReadingHistory:
         if points and point[0] < points[-1][0]:
             return False
         points.append(point)
+        if not all(math.isnan(value) for value in point[1:5]):
+            self._last_evidence[key] = point
         oldest_kept = point[0] - self.max_age_seconds
         while points[0][0] < oldest_kept:
             points.popleft()
@@ -175,6 +200,7 @@ class ReadingHistory:
         with self._lock:
             self._streams.clear()
             self._kinds.clear()
+            self._last_evidence.clear()
             for key, kind, points in restored:
                 for point in points:
                     self._add(key, kind, point)

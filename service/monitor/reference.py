@@ -12,13 +12,13 @@ build`) is the user's, and only the user can rebuild it.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,12 +28,13 @@ import numpy as np
 import structlog
 
 from service.monitor.embedder import OnnxEmbedder
+from service.monitor.model_versions import UNKNOWN_VERSION
+from service.monitor.reference_sources import SourceError, open_source
 from service.monitor.settings import PipelineConfig, SignalSettings
 from service.monitor.signals import SignalError, SignalExtractor
 from service.store.set_aside import move_aside
 
 FORMAT_VERSION = 1
-_BUILD_CHUNK_ROWS = 1024
 
 _log = structlog.get_logger("outrider.references")
 
@@ -254,47 +255,6 @@ def check_reference(
         )
 
 
-def load_source_array(path: Path, tensor: str | None = None) -> np.ndarray:
-    """Raw rows from .npy, .npz (one array, or `data`, or the tensor's name) or .csv."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            return np.asarray(np.load(path, allow_pickle=False))
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as npz:
-                names = list(npz.files)
-                for key in (tensor, "data"):
-                    if key is not None and key in names:
-                        return np.asarray(npz[key])
-                if len(names) == 1:
-                    return np.asarray(npz[names[0]])
-                raise ReferenceError(
-                    f"{path}: several arrays ({', '.join(names)}); name one `data` or {tensor!r}"
-                )
-        if suffix == ".csv":
-            return _read_csv(path)
-    except ReferenceError:
-        raise
-    except Exception as exc:  # a damaged file fails in many ways: say which file and how
-        raise ReferenceError(f"{path}: unreadable ({_error_name(exc)}: {exc})") from None
-    raise ReferenceError(f"{path}: unsupported file type {suffix!r}; use .npy, .npz or .csv")
-
-
-def _read_csv(path: Path) -> np.ndarray:
-    with path.open(newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r]
-    if not rows:
-        raise ReferenceError(f"{path}: empty CSV")
-    try:
-        [float(x) for x in rows[0]]
-    except ValueError:
-        rows = rows[1:]  # a header line
-    try:
-        return np.array([[float(x) for x in r] for r in rows], dtype=np.float64)
-    except ValueError as exc:
-        raise ReferenceError(f"{path}: non-numeric or ragged CSV ({exc})") from None
-
-
 def find_signal(config: PipelineConfig, qualified: str) -> tuple[str, SignalSettings]:
     """The (model, signal settings) named `MODEL/SIGNAL`; raises `ReferenceError`."""
     model, sep, signal = qualified.rpartition("/")
@@ -318,48 +278,105 @@ def build_reference(
     *,
     state_dir: Path,
     version: str = "",
+    columns: Sequence[str] = (),
     progress: bool = True,
 ) -> tuple[Reference, Path]:
     """Builds and stores the reference of `MODEL/SIGNAL` from a raw file; returns it and its path.
 
-    The file holds the signal's source tensor (rows on the first axis); the signal's
-    transform is applied, and an embedder signal embeds the raw inputs.
+    The file holds the signal's source tensor, one row per record (see `reference_sources`
+    for the file types and `columns`); the signal's transform is applied, and an embedder
+    signal embeds the raw inputs. The file is read and embedded in chunks, so memory holds
+    one chunk of raw rows plus the reference itself. `version` records which model version
+    the rows came from; a reference applies to every version of its model whatever it says.
     """
     model, settings = find_signal(config, signal)
-    embedder = OnnxEmbedder(settings.source.embedder) if settings.source.embedder else None
+    embedder_settings = settings.source.embedder
+    embedder = OnnxEmbedder(embedder_settings) if embedder_settings is not None else None
     extractor = SignalExtractor(model, settings, embedder=embedder)
-    raw = load_source_array(source_path, settings.source.tensor)
-    if raw.dtype.kind in "SU":
-        raw = np.array([x.encode() if isinstance(x, str) else x for x in raw.ravel()], dtype=object)
-    if raw.ndim == 0 or raw.shape[0] == 0:
+    text = embedder_settings is not None and embedder_settings.tokenizer is not None
+    try:
+        source = open_source(
+            source_path, text=text, columns=columns, tensor=settings.source.tensor
+        )
+    except SourceError as exc:
+        raise ReferenceError(str(exc)) from None
+    if source.total == 0:
         raise ReferenceError(f"{source_path}: no rows")
-    parts: list[np.ndarray] = []
-    chunks = range(0, raw.shape[0], _BUILD_CHUNK_ROWS)
-    from rich.progress import Progress  # imported here: only the CLI path draws progress
+    from rich.console import Console  # imported here: only the CLI path draws progress
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    with Progress(disable=not progress, transient=False) as bar:
-        task = bar.add_task(f"reference {model}/{settings.name}", total=raw.shape[0])
-        for start in chunks:
-            chunk = raw[start : start + _BUILD_CHUNK_ROWS]
-            try:
-                parts.append(extractor.rows_from_tensor(chunk))
-            except SignalError as exc:
-                raise ReferenceError(
-                    f"{source_path}: rows {start}..{start + len(chunk) - 1}: {exc} ({exc.reason})"
-                ) from None
-            bar.update(task, advance=len(chunk))
-    data = np.concatenate(parts, axis=0)
+    data: np.ndarray | None = None
+    done = 0
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not progress,
+    ) as bar:
+        task = bar.add_task(f"reference {model}/{settings.name}", total=source.total)
+        try:
+            for chunk in source.chunks:
+                rows = _chunk_rows(extractor, chunk, source_path, done)
+                if data is None:
+                    data = np.empty((source.total, rows.shape[1]), dtype=np.float64)
+                if rows.shape[1] != data.shape[1] or done + len(rows) > source.total:
+                    raise ReferenceError(
+                        f"{source_path}: rows {done}..{done + len(rows) - 1} have "
+                        f"{rows.shape[1]} dims after {data.shape[1]}, or the file grew "
+                        "while it was read"
+                    )
+                data[done : done + len(rows)] = rows
+                done += len(rows)
+                bar.update(task, advance=len(rows))
+        except SourceError as exc:
+            raise ReferenceError(str(exc)) from None
+    if data is None or done == 0:
+        raise ReferenceError(f"{source_path}: no rows")
     reference = Reference(
         model=model,
         version=version,
         signal=settings.name,
-        data=data,
+        data=data[:done],
         created=utc_now_iso(),
         source_sha256=file_sha256(source_path),
     )
     store = ReferenceStore(state_dir)
     path = store.save(reference, settings.reference.path)
     return reference, path
+
+
+def _chunk_rows(
+    extractor: SignalExtractor, chunk: np.ndarray, source_path: Path, first: int
+) -> np.ndarray:
+    try:
+        return extractor.rows_from_tensor(chunk)
+    except SignalError as exc:
+        raise ReferenceError(
+            f"{source_path}: rows {first}..{first + len(chunk) - 1}: {exc} ({exc.reason})"
+        ) from None
+
+
+def reference_version_labels(built_for: str, traffic_versions: Iterable[str]) -> list[str]:
+    """The `version` label values `outrider_reference_samples` reports a reference under.
+
+    A reference applies to every version of its model, so it is reported under each version
+    label its signal's traffic has (the labels of the drift metrics, so the two join on
+    `version`); before any traffic, under the version it was built (`--version`) or
+    captured from, `unknown` when none was given.
+    """
+    versions = sorted(set(traffic_versions))
+    return versions if versions else [built_for or UNKNOWN_VERSION]
 
 
 class ReferenceCapture:

@@ -28,6 +28,30 @@ class ReferenceConfig(Protocol):
 
 ConfigLoader = Callable[[Path], ReferenceConfig]
 
+BUILD_DESCRIPTION = """\
+Builds the reference sample of one signal from a file of the inputs the signal reads
+(the raw request or response tensor, or the texts an embedder signal embeds), and stores
+it where the signal loads it from. The file is read and embedded in chunks, with a
+progress bar on the terminal.
+
+What each file type must hold:
+  .csv            a header row, then one record per row. A text signal (an embedder with a
+                  tokenizer) reads one column: --column NAME, or the file's only column.
+                  A numeric signal reads the --column NAME columns (repeatable, in order)
+                  or every column, each cell a number; without --column the header is
+                  optional.
+  .ndjson .jsonl  one JSON value per line. An object gives its --column field: a string
+                  for a text signal, a number or a list of numbers for a numeric one
+                  (several --column fields are joined into one row). A line that is a bare
+                  string (text) or a list of numbers (numeric) needs no --column.
+  .npy            an array with rows on the first axis (strings for a text signal).
+  .npz            the array named by --column, else the one named like the signal's
+                  tensor, else `data`, else the only array.
+
+The reference is compared with the traffic of every version of the model; --version
+only records which version the rows came from.
+"""
+
 
 def add_reference_subcommands(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser], load_config: ConfigLoader
@@ -37,14 +61,36 @@ def add_reference_subcommands(
     sub = reference.add_subparsers(dest="reference_command", required=True)
     build = sub.add_parser(
         "build",
-        help="build a signal's reference from a .npy, .npz or .csv file of raw tensor rows",
+        help="build a signal's reference from a file of raw inputs: text or numbers in "
+        ".csv, .ndjson/.jsonl, .npy or .npz",
+        description=BUILD_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     build.add_argument("--config", type=Path, required=True, help="outrider config file")
     build.add_argument("--signal", required=True, help="MODEL/SIGNAL as named in the config")
     build.add_argument(
-        "--from", dest="source", type=Path, required=True, help="raw rows (.npy, .npz, .csv)"
+        "--from",
+        dest="source",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="raw rows: .csv, .ndjson, .jsonl, .npy or .npz (see above)",
     )
-    build.add_argument("--version", default="", help="model version the rows came from")
+    build.add_argument(
+        "--column",
+        dest="columns",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="CSV column or NDJSON field to read (numeric signals: repeat for several, in "
+        "order); for .npz, the array",
+    )
+    build.add_argument(
+        "--version",
+        default="",
+        help="model version the rows came from (recorded in the reference; the reference "
+        "applies to every version of the model)",
+    )
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.set_defaults(func=lambda args: run_reference_build(args, load_config))
     return reference
@@ -61,6 +107,7 @@ def run_reference_build(args: argparse.Namespace, load_config: ConfigLoader) -> 
             args.source,
             state_dir=Path(config.state_dir),
             version=args.version,
+            columns=tuple(args.columns),
             progress=not args.no_progress,
         )
     except (ReferenceError, EmbedderError) as exc:

@@ -52,7 +52,12 @@ class _Strict(BaseModel):
 
 
 class EmbedderSettings(_Strict):
-    """An ONNX model that outrider runs itself to turn an input tensor into vectors."""
+    """An ONNX model that outrider runs itself to turn an input tensor into vectors.
+
+    A (batch, d) output is used as it is; a (batch, seq, d) output of token vectors is
+    mean-pooled over the attention mask (text) or over every position (numeric); text models
+    get input_ids, attention_mask and token_type_ids as they declare them.
+    """
 
     path: Path = Field(description="ONNX model file of the embedder.")
     input: str = Field(description="Name of the request input tensor fed to the embedder.")
@@ -61,7 +66,11 @@ class EmbedderSettings(_Strict):
         description="Name of the embedder's output to use; default: its first output.",
     )
     batch_size: int = Field(
-        default=64, ge=1, le=65536, description="Rows per onnxruntime call."
+        default=64,
+        ge=1,
+        le=65536,
+        description="Rows per onnxruntime call. Text rows are sorted by token count first and "
+        "each call is padded only to its longest row.",
     )
     intra_op_threads: int = Field(
         default=1,
@@ -74,7 +83,16 @@ class EmbedderSettings(_Strict):
         description="tokenizer.json for BYTES (text) inputs; needs the `tokenizers` package.",
     )
     max_length: int = Field(
-        default=128, ge=1, le=8192, description="Token sequence length for text inputs."
+        default=128,
+        ge=1,
+        le=8192,
+        description="Texts longer than this many tokens are truncated (padding goes only to "
+        "the longest row of each batch, never to this length).",
+    )
+    normalize: bool = Field(
+        default=False,
+        description="Divide each embedding by its L2 norm (after mean pooling), as "
+        "sentence-embedding models meant for cosine similarity expect.",
     )
 
 

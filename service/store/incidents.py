@@ -23,6 +23,8 @@ from typing import Any, Literal
 import numpy as np
 import structlog
 
+from service.store.state_dir import PLOT_STATES, plot_file_name
+
 IncidentStatus = Literal["open", "resolved"]
 INCIDENT_STATUSES: tuple[IncidentStatus, ...] = ("open", "resolved")
 
@@ -418,20 +420,10 @@ class IncidentStore:
             # Files first, outside the database lock: a failed unlink keeps the row instead.
             removable: list[int] = []
             for incident_id, plot_path in rows:
-                if plot_path is not None:
-                    try:
-                        os.unlink(plot_path)
-                        plots += 1
-                    except FileNotFoundError:
-                        pass
-                    except OSError as error:
-                        _log.warning(
-                            "incident_plot_not_removed",
-                            incident_id=incident_id,
-                            path=plot_path,
-                            error=str(error),
-                        )
-                        continue
+                removed = _remove_plots(int(incident_id), plot_path)
+                if removed is None:
+                    continue
+                plots += removed
                 removable.append(int(incident_id))
             if removable:
                 actions += self._write(partial(_delete_incidents, removable))
@@ -540,3 +532,30 @@ def _action(row: Sequence[Any]) -> ActionRecord:
         outcome=row[5],
         detail=json.loads(row[6]),
     )
+
+
+def _plot_candidates(incident_id: int, plot_path: str) -> list[Path]:
+    """The recorded plot and its siblings for the other alert states, firing first."""
+    recorded = Path(plot_path)
+    siblings = [recorded.parent / plot_file_name(incident_id, s) for s in PLOT_STATES]
+    return siblings + ([recorded] if recorded not in siblings else [])
+
+
+def _remove_plots(incident_id: int, plot_path: str | None) -> int | None:
+    """Deletes an incident's plot files; how many, or None when one could not be removed."""
+    if plot_path is None:
+        return 0
+    removed = 0
+    for path in _plot_candidates(incident_id, plot_path):
+        try:
+            os.unlink(path)
+            removed += 1
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            _log.warning(
+                "incident_plot_not_removed", incident_id=incident_id, path=str(path),
+                error=str(error),
+            )
+            return None
+    return removed

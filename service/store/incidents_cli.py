@@ -6,12 +6,14 @@ import io
 import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from service.store.incidents import Incident
+from service.store.state_dir import plot_file_name
 
 _WIDTH = 120
 
@@ -85,6 +87,10 @@ def format_incident(incident: Incident, as_json: bool) -> str:
     ]
     rows += [(name, text) for name, text in sorted(incident.annotations.items())]
     rows.append(("plot", incident.plot_path or "-"))
+    if incident.plot_path is not None:
+        firing = Path(incident.plot_path).parent / plot_file_name(incident.id, "firing")
+        if str(firing) != incident.plot_path and firing.exists():
+            rows.append(("plot at firing", str(firing)))
     for name, text in rows:
         facts.add_row(name, text)
     evidence = Table(title="evidence", title_justify="left", show_header=False)

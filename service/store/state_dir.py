@@ -43,9 +43,21 @@ class StateDir:
         """Incident plots (PNG)."""
         return self.root / "plots"
 
-    def plot_path(self, incident_id: int) -> Path:
-        """Where the plot of one incident goes."""
-        return self.plots / f"incident-{incident_id}.png"
+    def plot_path(self, incident_id: int, state: str) -> Path:
+        """Where the plot of one incident at one alert state (firing, resolved) goes."""
+        return self.plots / plot_file_name(incident_id, state)
+
+
+# One plot per alert state: the resolved plot (the whole incident) does not overwrite the
+# picture the on-call was paged with.
+PLOT_STATES = ("firing", "resolved")
+
+
+def plot_file_name(incident_id: int, state: str) -> str:
+    """`incident-<id>-<state>.png`; raises ValueError for a state that gets no plot."""
+    if state not in PLOT_STATES:
+        raise ValueError(f"plots are drawn for {', '.join(PLOT_STATES)}, not {state!r}")
+    return f"incident-{incident_id}-{state}.png"
 
 
 def prepare_state_dir(root: str | os.PathLike[str]) -> StateDir:

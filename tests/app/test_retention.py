@@ -73,7 +73,7 @@ def old_state(tmp_path: Path) -> dict[str, Any]:
     """A state directory a sidecar left behind a year ago, plus some recent things."""
     state = prepare_state_dir(tmp_path / "state")
     now = time.time()
-    plot = state.plot_path(1)
+    plot = state.plot_path(1, "firing")
     plot.write_bytes(b"png")
     with IncidentStore(state.incidents_db) as store:
         labels = {"alertname": "Drift"}

@@ -67,3 +67,34 @@ def test_promtool_check_metrics_is_clean(scraped: tuple[CollectorRegistry, bytes
         ["promtool", "check", "metrics"], input=text, capture_output=True, timeout=30
     )
     assert (result.returncode, result.stdout + result.stderr) == (0, b"")
+
+
+def test_a_built_reference_is_reported_under_the_traffic_versions(
+    tmp_path: Path, make_observation: Callable[..., Any]
+) -> None:
+    """Was `version="unknown"` for a reference built without --version, beside traffic `1`."""
+    from tests.monitor.conftest import store_reference
+
+    store_reference(tmp_path, "demo", "emb", np.ones((50, 3)), version="")
+    settings = PipelineSettings.model_validate({
+        "models": {"demo": {"signals": [{
+            "name": "emb", "source": {"output": "embedding"},
+            "detectors": [{"type": "ks", "window": 5}],
+        }]}},
+        "monitor": {"max_samples_per_second": None},
+    })  # fmt: skip
+    registry = CollectorRegistry()
+    pipeline = MonitorPipeline(settings, registry=registry, state_dir=tmp_path)
+
+    def versions() -> dict[str, float]:
+        return {
+            s.labels["version"]: s.value
+            for family in registry.collect() if family.name == "outrider_reference_samples"
+            for s in family.samples
+        }
+
+    assert versions() == {"unknown": 50.0}  # no traffic yet: nothing to agree with
+    for version in ("1", "2"):
+        pipeline.offer(make_observation(outputs={"embedding": np.ones((2, 3))}, version=version))
+    pipeline.drain()
+    assert versions() == {"1": 50.0, "2": 50.0}

@@ -11,7 +11,7 @@ import pytest
 
 from service.monitor.alert_settings import AlertRuleSettings
 from service.monitor.alerts import AlertEngine, AlertTransition
-from service.monitor.incident_plot import render_alert_plot, render_incident_plot
+from service.monitor.incident_plot import render_incident_plot
 from service.monitor.reading_history import ReadingHistory
 from service.monitor.readings import DetectorReading, ProbeReading, ReadingKey
 from service.store.incidents import IncidentStore
@@ -158,29 +158,23 @@ def test_plot_of_an_empty_series_and_a_probe(tmp_path: Path) -> None:
 
 def test_firing_alert_gets_an_incident_with_its_plot(tmp_path: Path) -> None:
     """The flow the app wires: history and engine fed together; on firing, incident then plot."""
+    import asyncio
+
+    from service.incident_flow import IncidentFlow
+
     state = prepare_state_dir(tmp_path / "state")
     store = IncidentStore(state.incidents_db)
     history = ReadingHistory()
+    loop = asyncio.new_event_loop()
+    flow = IncidentFlow(store, history, state, submit_event=lambda event: True, loop=loop)
     sizes: dict[str, int] = {}
 
     def on_transition(transition: AlertTransition) -> None:
-        instance = transition.instance
-        if transition.to_state == "firing":
-            incident_id = store.open_incident(
-                alert=instance.alert, severity=instance.severity, labels=instance.labels,
-                model=instance.key.model, version=instance.key.version,
-                started_at=transition.at, evidence=transition.evidence(),
-            )
-        elif transition.to_state == "resolved":
-            found = store.find_open_incident(instance.alert, instance.labels)
-            assert found is not None
-            incident_id = found
-            store.resolve_incident(incident_id, transition.at)
-        else:
-            return
-        plot = render_alert_plot(state.plot_path(incident_id), history, transition)
-        store.set_plot_path(incident_id, plot)
-        sizes[transition.to_state] = plot.stat().st_size
+        flow(transition)
+        if transition.to_state in ("firing", "resolved"):
+            [incident] = store.list_incidents()
+            assert incident.plot_path is not None
+            sizes[transition.to_state] = Path(incident.plot_path).stat().st_size
 
     rule = AlertRuleSettings.model_validate(
         {"name": "Drift", "condition": {"score_above": 0.2}, "for": "30s"}
@@ -200,12 +194,65 @@ def test_firing_alert_gets_an_incident_with_its_plot(tmp_path: Path) -> None:
     engine.evaluate(now=start + 1200.0)
 
     [incident] = store.list_incidents()
-    assert incident.plot_path == str(tmp_path / "state" / "plots" / "incident-1.png")
+    plots = tmp_path / "state" / "plots"
+    assert incident.plot_path == str(plots / "incident-1-resolved.png")
     assert incident.status == "resolved"
     assert png_size(Path(incident.plot_path)) == (900, 400)
     assert (incident.started_at, incident.ended_at) == (start + 765.0, start + 1200.0)
-    # Rendered at firing, then again at resolution (a different picture: the whole incident).
+    # Rendered at firing, then at resolution (the whole incident) into a second file: the
+    # picture the on-call was paged with is kept.
     assert sorted(sizes) == ["firing", "resolved"]
     assert sizes["firing"] > 20_000 and sizes["resolved"] > 20_000
-    assert sizes["firing"] != sizes["resolved"]
+    assert (plots / "incident-1-firing.png").stat().st_size == sizes["firing"]
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "incident-1-firing.png", "incident-1-resolved.png"
+    ]
+    # Pruning the resolved incident removes both files.
+    assert store.prune_resolved(ended_before=start + 10_000.0).plots == 2
+    assert list(plots.iterdir()) == []
     store.close()
+    loop.close()
+
+
+def test_the_title_shows_the_version_as_labelled() -> None:
+    """Was `digits vv1` for a version labelled `v1`."""
+    from service.monitor.incident_plot import alert_plot_title
+
+    assert alert_plot_title("Drift", "page", "digits", "v1", "input/ks") == (
+        "Drift (page): digits version v1 input/ks"
+    )
+
+
+def test_traffic_gaps_break_the_line() -> None:
+    from service.monitor.incident_plot import break_at_gaps
+
+    times = np.array([0.0, 1.0, 2.0, 3.0, 60.0, 61.0, 62.0])
+    stamps, (score,) = break_at_gaps(times, np.arange(7.0))
+    assert stamps.tolist() == [0.0, 1.0, 2.0, 3.0, 31.5, 60.0, 61.0, 62.0]
+    assert np.isnan(score[4]) and not np.isnan(np.delete(score, 4)).any()
+    steady, _ = break_at_gaps(np.arange(0.0, 100.0, 10.0), np.zeros(10))
+    assert len(steady) == 10  # sparse but regular readings are no gap
+
+
+def test_readings_repeated_without_traffic_are_kept_as_gaps() -> None:
+    """A time window re-read while no traffic comes repeats its last outcome (window empty):
+    kept as a gap, not as a flat line of drift markers."""
+    history = ReadingHistory()
+
+    def windowed(at: float, score: float, fill: float) -> DetectorReading:
+        return DetectorReading(
+            model="resnet", version="1", signal="embedding", detector="mmd", timestamp=at,
+            drift_detected=score > 0.2, score=score, threshold=0.2, p_value=0.01,
+            ood_ratio=None, window_fill=fill,
+        )
+
+    history.append(windowed(0.0, 0.5, 0.5))   # traffic, a period in progress
+    history.append(windowed(1.0, 0.5, 0.9))   # same outcome, still traffic
+    history.append(windowed(2.0, 0.6, 0.0))   # the period just completed: a new outcome
+    history.append(windowed(3.0, 0.6, 0.0))   # no traffic since: a repeat
+    history.append(windowed(4.0, 0.6, 0.0))
+    history.append(windowed(5.0, 0.7, 0.1))   # traffic again
+    series = history.series(KEY)
+    assert series.timestamp.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert series.flagged.tolist() == [True, True, True, False, False, True]
+    assert np.isnan(series.score[3:5]).all() and not np.isnan(series.score[[0, 1, 2, 5]]).any()

@@ -321,5 +321,6 @@ def test_a_damaged_source_file_is_named_in_the_error(tmp_path: Path, name: str) 
     else:
         np.savez_compressed(source, data=np.ones((10, 3)))
     source.write_bytes(source.read_bytes()[:60])  # truncated mid-file
+    config = _config(tmp_path, {"output": "logits"})
     with pytest.raises(reference.ReferenceError, match=f"{name}: unreadable"):
-        reference.load_source_array(source)
+        build_reference(config, "m/x/s", source, state_dir=tmp_path, progress=False)

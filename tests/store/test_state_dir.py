@@ -17,7 +17,10 @@ def test_layout_is_created(tmp_path: Path) -> None:
         "checkpoints", "plots", "probes", "references"
     ]
     assert state.incidents_db == state.root / "incidents.sqlite"
-    assert state.plot_path(12) == state.root / "plots" / "incident-12.png"
+    assert state.plot_path(12, "firing") == state.root / "plots" / "incident-12-firing.png"
+    assert state.plot_path(12, "resolved") == state.root / "plots" / "incident-12-resolved.png"
+    with pytest.raises(ValueError, match="plots are drawn for firing, resolved, not 'pending'"):
+        state.plot_path(12, "pending")
     assert prepare_state_dir(state.root) == state  # idempotent
 
 
