@@ -228,3 +228,41 @@ def random_affine(x: np.ndarray, level: str, rng: np.random.Generator) -> np.nda
 
 def gaussian_noise_shift(x: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x + rng.normal(0.0, std, size=x.shape), 0.0, 255.0)
+
+
+# --- scikit-learn digits on MNIST's scale (reference hygiene) -----------------------------------
+
+DIGITS_SIDE = 8
+
+
+def digits_8x8(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1797 8x8 digits, shuffled, on the 0-255 scale (64 columns), and labels.
+
+    The 0-16 grey levels are scaled by 255/16 so that `MnistMlp` (which divides by 255)
+    trains on them as it does on MNIST.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = np.asarray(bunch.data, dtype=np.float64) * (255.0 / 16.0)
+    y = np.asarray(bunch.target, dtype=np.int64)
+    order = np.random.default_rng(seed).permutation(len(y))
+    return x[order], y[order]
+
+
+def mnist_as_digits(x: np.ndarray) -> np.ndarray:
+    """MNIST rows in scikit-learn digits' format: the 20x20 digit box averaged to 8x8, 17 levels.
+
+    Another data set's rows for a digits reference, as `digits_upscaled` is for MNIST. The
+    digits were made by counting ink in blocks, so blocks are averaged (after a linear
+    upsampling to 40x40, five by five) and each image is stretched to full ink at its peak.
+    """
+    images = np.asarray(x, dtype=np.float64).reshape(-1, IMAGE_SIDE, IMAGE_SIDE)[:, 4:24, 4:24]
+    out = np.empty((images.shape[0], DIGITS_SIDE, DIGITS_SIDE))
+    for i, img in enumerate(images):
+        big = ndimage.zoom(img, 2.0, order=1)  # 40 x 40
+        blocks = big.reshape(DIGITS_SIDE, 5, DIGITS_SIDE, 5).mean(axis=(1, 3))
+        peak = blocks.max()
+        out[i] = blocks * (255.0 / peak) if peak > 0 else blocks
+    levels = np.round(np.clip(out, 0.0, 255.0) * (16.0 / 255.0))
+    return np.asarray(levels * (255.0 / 16.0)).reshape(-1, DIGITS_SIDE * DIGITS_SIDE)

@@ -258,9 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_cmd_serve)
 
+    from service.monitor.reference_check_cli import add_reference_check_subcommand
     from service.monitor.reference_cli import add_reference_subcommands
 
-    add_reference_subcommands(commands, load_config=_load_or_exit)
+    reference = add_reference_subcommands(commands, load_config=_load_or_exit)
+    add_reference_check_subcommand(reference, load_config=_load_or_exit)
 
     from service.probes.cli import add_probes_subcommands
 

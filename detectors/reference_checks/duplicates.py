@@ -124,6 +124,6 @@ def find_duplicates(
         summary=summary,
         message=(
             f"{n_exact} exact and {n_near} near duplicate rows ({share:.2%}) in "
-            f"{int((sizes > 1).sum())} groups"
+            f"{int((sizes > 1).sum())} group(s)"
         ),
     )

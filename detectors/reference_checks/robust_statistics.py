@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from detectors.base import FloatArray
+from detectors.reference_checks.neighbours import fit_projection
 
 #: MAD of a standard normal sample: scales the MAD to a standard deviation.
 MAD_TO_SD = 1.0 / stats.norm.ppf(0.75)
@@ -129,3 +130,26 @@ def _consistency(fraction: float, d: int) -> float:
     of normal rows closest to the centre an unbiased estimate of the full covariance."""
     inside = float(stats.chi2.cdf(stats.chi2.ppf(fraction, d), d + 2))
     return fraction / inside if inside > 0 else 1.0
+
+
+#: Rows per dimension a robust covariance is estimated from, at least.
+ROWS_PER_DIMENSION = 5
+
+
+def robust_whitened(
+    rows: FloatArray, n_components: int, rng: np.random.Generator, seed: int = 0
+) -> FloatArray:
+    """Rows in their leading principal components, centred and whitened by an MCD fit.
+
+    At most `n_components` components, and at most one per `ROWS_PER_DIMENSION` rows (a
+    covariance needs rows to spare). After this, the majority of the rows vary alike in
+    every direction, so a minority that differs stands out along its own direction.
+    """
+    k = max(1, min(n_components, rows.shape[1], len(rows) // ROWS_PER_DIMENSION))
+    coords = fit_projection(rows, k, rng).coordinates(rows)
+    fit = fast_mcd(coords, n_starts=10, n_best=3, seed=seed)
+    eigenvalues, eigenvectors = np.linalg.eigh(fit.covariance)
+    floor = 1e-12 * float(eigenvalues.max(initial=0.0)) + 1e-300
+    scale = np.sqrt(np.maximum(eigenvalues, floor))
+    out: FloatArray = (coords - fit.location) @ eigenvectors / scale
+    return out

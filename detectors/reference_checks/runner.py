@@ -101,19 +101,33 @@ class CheckSettings:
     """...and the total variation distance to the priors is at least this."""
     label_error_warn_share: float = 0.02
     """Likely label errors flag above this share."""
+    spectral_whiten: bool = True
+    """Whiten each class by a robust covariance first (SPECTRE); False: Tran et al. as published."""
+    spectral_components: int = 32
+    """Spectral signatures: principal components kept per class before whitening."""
+    spectral_directions: int = 1
+    """Spectral signatures: top singular directions each row is scored on."""
     spectral_z_max: float = 6.0
-    """Robust z of the top-singular-vector projection above which a row is flagged."""
+    """Spectral score (robust z over the directions) above which a row is flagged."""
     spectral_class_warn_share: float = 0.01
     """Spectral signatures flag when some class has more than this share flagged."""
     clustering_max_relative_size: float = 0.35
     """Activation clustering: largest relative size of a poisoned cluster."""
     clustering_min_silhouette: float = 0.15
     """Activation clustering: smallest mean silhouette of a poisoned split."""
+    clustering_whiten: bool = False
+    """Activation clustering: whiten each class by a robust covariance before 2-means."""
     poisoning_checks: bool = True
     """Run spectral signatures and activation clustering (meaningful on model embeddings)."""
+    only: tuple[str, ...] | None = None
+    """Run only these checks (names from `CHECKS`); None runs every applicable one."""
 
     def __post_init__(self) -> None:
         check_positive_float("time_budget_s", self.time_budget_s)
+        if self.only is not None:
+            unknown = sorted(set(self.only) - set(CHECKS))
+            if unknown:
+                raise ValueError(f"only names unknown checks {unknown}; checks: {list(CHECKS)}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         check_open_unit("near_ratio", self.near_ratio)
@@ -132,6 +146,8 @@ class CheckSettings:
         check_positive_float("outlier_mahalanobis_z_max", self.outlier_mahalanobis_z_max)
         check_positive_float("spectral_z_max", self.spectral_z_max)
         check_positive_int("outlier_k", self.outlier_k)
+        check_positive_int("spectral_components", self.spectral_components)
+        check_positive_int("spectral_directions", self.spectral_directions)
         check_open_unit("seed_ood_false_positive_rate", self.seed_ood_false_positive_rate)
         check_open_unit("balance_alpha", self.balance_alpha)
         check_open_unit("clustering_max_relative_size", self.clustering_max_relative_size)
@@ -251,6 +267,12 @@ def run_reference_checks(
     p_f = None if p is None else p[finite]
     y_f = None if y is None else y[finite]
     groups = _groups(p_f, y_f, len(index))
+    has_classes = p_f is not None or y_f is not None
+    poisoning_skip = (
+        "poisoning checks are turned off"
+        if not settings.poisoning_checks
+        else "needs labels or probabilities (the checks work class by class)"
+    )
     radius: list[float] = []
 
     def the_radius() -> float:
@@ -356,21 +378,24 @@ def run_reference_checks(
         (
             SPECTRAL_CHECK,
             (lambda: spectral_signatures(
-                x, groups, z_max=settings.spectral_z_max,
+                x, groups, whiten=settings.spectral_whiten,
+                n_components=settings.spectral_components,
+                n_directions=settings.spectral_directions, z_max=settings.spectral_z_max,
                 class_warn_share=settings.spectral_class_warn_share, seed=seed,
             ))
-            if settings.poisoning_checks
-            else "poisoning checks are turned off",
+            if settings.poisoning_checks and has_classes
+            else poisoning_skip,
             True,
         ),
         (
             CLUSTERING_CHECK,
             (lambda: activation_clustering(
-                x, groups, max_relative_size=settings.clustering_max_relative_size,
+                x, groups, whiten=settings.clustering_whiten,
+                max_relative_size=settings.clustering_max_relative_size,
                 min_silhouette=settings.clustering_min_silhouette, seed=seed,
             ))
-            if settings.poisoning_checks
-            else "poisoning checks are turned off",
+            if settings.poisoning_checks and has_classes
+            else poisoning_skip,
             True,
         ),
     ]
@@ -382,6 +407,7 @@ def run_reference_checks(
             flagged=~finite,
             reasons=NON_FINITE,
             scores=np.ones(n),
+            row_scores=(~finite).astype(np.float64),
             above_warn=not bool(finite.all()),
             summary={"non_finite_rows": int((~finite).sum())},
             message=f"{int((~finite).sum())} rows hold NaN or infinite values",
@@ -390,6 +416,9 @@ def run_reference_checks(
     budget = settings.time_budget_s
     for name, run, on_reference_rows in plan:
         elapsed = time.perf_counter() - started
+        if settings.only is not None and name not in settings.only:
+            results.append(skipped(name, "not selected"))
+            continue
         if isinstance(run, str):
             results.append(skipped(name, run))
             continue
@@ -468,7 +497,7 @@ def _n_classes(p: FloatArray | None, y: NDArray[np.int64] | None, priors: ArrayL
 
 
 def _groups(p: FloatArray | None, y: NDArray[np.int64] | None, n: int) -> NDArray[np.int64]:
-    """Classes for the poisoning checks: labels, else predicted classes, else one group."""
+    """Classes for the poisoning checks: labels, else predicted classes (else unused)."""
     if y is not None:
         return y
     if p is not None:
