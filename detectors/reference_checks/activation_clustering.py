@@ -28,9 +28,9 @@ def activation_clustering(
     groups: NDArray[np.int64],
     *,
     n_components: int = 10,
-    whiten: bool = False,
+    whiten: bool = True,
     max_relative_size: float = 0.35,
-    min_silhouette: float = 0.15,
+    min_silhouette: float = 0.8,
     min_cluster_rows: int = 3,
     seed: int = 0,
 ) -> CheckResult:
@@ -141,7 +141,9 @@ def two_means(
         centroids = np.stack([first, second])
         assignment = np.zeros(x.shape[0], dtype=np.int64)
         for step in range(max_iter):
-            dist = sq[:, None] - 2.0 * (x @ centroids.T) + np.einsum("ij,ij->i", centroids, centroids)
+            dist = (
+                sq[:, None] - 2.0 * (x @ centroids.T) + np.einsum("ij,ij->i", centroids, centroids)
+            )
             new = np.argmin(dist, axis=1).astype(np.int64)
             if step > 0 and np.array_equal(new, assignment):
                 break

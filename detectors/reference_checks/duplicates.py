@@ -11,6 +11,7 @@ verified with exact distances (see `neighbours.py`).
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -31,14 +32,19 @@ CHECK = "duplicates"
 
 
 def near_radius(
-    x: FloatArray, near_ratio: float, seed: int = 0, sample_rows: int = 512
+    x: FloatArray,
+    near_ratio: float,
+    seed: int = 0,
+    sample_rows: int = 256,
+    representatives: NDArray[np.int64] | None = None,
 ) -> tuple[float, float]:
     """(radius, median nearest-neighbour distance): rows closer than the radius are "near".
 
     The median is over up to `sample_rows` distinct rows, each to its nearest other distinct
     row (exact); the radius is `near_ratio` times it, so "near" scales with the data.
+    `representatives` (from `exact_representatives`) saves hashing the rows again.
     """
-    rep = exact_representatives(x, seed)
+    rep = exact_representatives(x, seed) if representatives is None else representatives
     unique = np.flatnonzero(rep == np.arange(x.shape[0]))
     if unique.size < 2:
         return 0.0, 0.0
@@ -57,6 +63,7 @@ def find_duplicates(
     warn_share: float = 0.01,
     seed: int = 0,
     median_nn_distance: float | None = None,
+    representatives: NDArray[np.int64] | None = None,
 ) -> CheckResult:
     """Exact and near duplicates: every row of a duplicate group but the first is flagged.
 
@@ -77,7 +84,7 @@ def find_duplicates(
     ([4, 5], ('exact_duplicate', 'near_duplicate'), [1, 2])
     """
     n = x.shape[0]
-    rep = exact_representatives(x, seed)
+    rep = exact_representatives(x, seed) if representatives is None else representatives
     unique = np.flatnonzero(rep == np.arange(n))
     pairs = near_pairs(x[unique], radius, seed)
     left, right = unique[pairs.left], unique[pairs.right]

@@ -49,6 +49,7 @@ REASONS: tuple[str, ...] = (
     TRAINING_OVERLAP_NEAR,
 )
 
+
 @dataclass(frozen=True)
 class CheckResult:
     """The outcome of one check on one set of rows.

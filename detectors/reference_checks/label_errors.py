@@ -25,9 +25,7 @@ def check_probabilities(probabilities: FloatArray, n_rows: int) -> FloatArray:
     """Validates (n, n_classes) class probabilities: finite, >= 0, rows summing to 1."""
     p = np.asarray(probabilities, dtype=np.float64)
     if p.ndim != 2 or p.shape[0] != n_rows or p.shape[1] < 2:
-        raise ValueError(
-            f"probabilities must be ({n_rows}, n_classes >= 2), got shape {p.shape}"
-        )
+        raise ValueError(f"probabilities must be ({n_rows}, n_classes >= 2), got shape {p.shape}")
     if not np.isfinite(p).all() or p.min() < 0.0:
         raise ValueError("probabilities must be finite and non-negative")
     sums = p.sum(axis=1)
@@ -40,7 +38,9 @@ def check_probabilities(probabilities: FloatArray, n_rows: int) -> FloatArray:
     return p
 
 
-def check_labels(labels: NDArray[np.int64], n_rows: int, n_classes: int | None) -> NDArray[np.int64]:
+def check_labels(
+    labels: NDArray[np.int64], n_rows: int, n_classes: int | None
+) -> NDArray[np.int64]:
     """Validates integer class labels, one per row, in [0, n_classes)."""
     y = np.asarray(labels)
     if y.shape != (n_rows,):
@@ -54,7 +54,9 @@ def check_labels(labels: NDArray[np.int64], n_rows: int, n_classes: int | None) 
     if n_rows and y.min() < 0:
         raise ValueError(f"labels must be >= 0, got {int(y.min())}")
     if n_classes is not None and n_rows and y.max() >= n_classes:
-        raise ValueError(f"labels must be < {n_classes} (the probabilities' classes), got {int(y.max())}")
+        raise ValueError(
+            f"labels must be < {n_classes} (the probabilities' classes), got {int(y.max())}"
+        )
     return y
 
 

@@ -31,6 +31,7 @@ _REASONS = {
     TRAINING_CHECK: (TRAINING_OVERLAP_EXACT, TRAINING_OVERLAP_NEAR),
     PROBE_TRAINING_CHECK: (TRAINING_OVERLAP_EXACT, TRAINING_OVERLAP_NEAR),
 }
+_SUBJECT_NAME = {"reference": "reference", "probe_suites": "probe"}
 _OTHER_NAME = {
     PROBE_CHECK: "probe-suite",
     TRAINING_CHECK: "training",
@@ -113,6 +114,6 @@ def overlap(
         },
         message=(
             f"{int(is_exact.sum())} exact and {int(is_near.sum())} near copies of "
-            f"{_OTHER_NAME[check]} rows ({share:.2%} of {'probe' if subject != 'reference' else 'reference'} rows)"
+            f"{_OTHER_NAME[check]} rows ({share:.2%} of the {_SUBJECT_NAME[subject]} rows)"
         ),
     )

@@ -38,12 +38,12 @@ def row_hashes(x: FloatArray, seed: int) -> NDArray[np.uint64]:
     """
     words = np.ascontiguousarray(x + 0.0, dtype=np.float64).view(np.uint64)
     rng = np.random.default_rng([seed, 1])
-    multipliers = rng.integers(0, 2**63, size=words.shape[1], dtype=np.uint64) * np.uint64(2)
-    multipliers += np.uint64(1)
+    odd = rng.integers(0, 2**63, size=words.shape[1], dtype=np.uint64)
+    multipliers = np.asarray(odd * np.uint64(2) + np.uint64(1), dtype=np.uint64)
     hashes = np.zeros(words.shape[0], dtype=np.uint64)
     # Column by column keeps the temporaries at one column (n values), not the whole matrix.
     for j in range(words.shape[1]):
-        hashes += words[:, j] * multipliers[j]
+        hashes += words[:, j] * multipliers[j : j + 1]
         hashes ^= hashes >> np.uint64(29)
     return hashes
 
@@ -320,7 +320,9 @@ def _bucket_pairs(
             break
         a, b = order[p], order[p + offset]
         out.append(np.minimum(a, b) * n + np.maximum(a, b))
-    for start, size in zip(starts[sizes > _SMALL_BUCKET], sizes[sizes > _SMALL_BUCKET], strict=True):
+    for start, size in zip(
+        starts[sizes > _SMALL_BUCKET], sizes[sizes > _SMALL_BUCKET], strict=True
+    ):
         members = order[start : start + size]
         out.append(_close_pairs_in_group(members, data, centre, radius, n_x))
     if not out:
@@ -353,6 +355,8 @@ def _close_pairs_in_group(
 def _pair_distances(data: FloatArray, left: IntArray, right: IntArray) -> FloatArray:
     out = np.empty(len(left))
     for start in range(0, len(left), _VERIFY_CHUNK):
-        diff = data[left[start : start + _VERIFY_CHUNK]] - data[right[start : start + _VERIFY_CHUNK]]
+        diff = (
+            data[left[start : start + _VERIFY_CHUNK]] - data[right[start : start + _VERIFY_CHUNK]]
+        )
         out[start : start + _VERIFY_CHUNK] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
     return out

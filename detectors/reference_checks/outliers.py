@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 from numpy.typing import NDArray
 
 from detectors.base import FloatArray
@@ -104,8 +103,8 @@ def robust_outliers(
     x: FloatArray,
     groups: NDArray[np.int64] | None = None,
     *,
-    knn_z_max: float = 4.5,
-    mahalanobis_z_max: float = 6.0,
+    knn_z_max: float = 3.5,
+    mahalanobis_z_max: float = 5.0,
     k: int = 10,
     n_components: int = 64,
     mcd_components: int = 10,
@@ -188,12 +187,18 @@ def _mahalanobis_z(
         members = np.flatnonzero(labels == c)
         part = coords[members]
         if len(members) >= max(MIN_ROWS, 5 * q):
-            fit_rows = part if len(part) <= mcd_rows else part[rng.choice(len(part), mcd_rows, replace=False)]
+            fit_rows = (
+                part
+                if len(part) <= mcd_rows
+                else part[rng.choice(len(part), mcd_rows, replace=False)]
+            )
             fit = fast_mcd(fit_rows, seed=seed)
         else:
             # Too few rows for a covariance of their own: judge them by the whole reference.
             if fallback is None:
-                fit_rows = coords if n <= mcd_rows else coords[rng.choice(n, mcd_rows, replace=False)]
+                fit_rows = (
+                    coords if n <= mcd_rows else coords[rng.choice(n, mcd_rows, replace=False)]
+                )
                 fallback = fast_mcd(fit_rows, seed=seed)
             fit = fallback
         d2 = fit.squared_distances(part)

@@ -137,17 +137,27 @@ ROWS_PER_DIMENSION = 5
 
 
 def robust_whitened(
-    rows: FloatArray, n_components: int, rng: np.random.Generator, seed: int = 0
+    rows: FloatArray,
+    n_components: int,
+    rng: np.random.Generator,
+    seed: int = 0,
+    max_fit_rows: int = 2000,
 ) -> FloatArray:
     """Rows in their leading principal components, centred and whitened by an MCD fit.
 
     At most `n_components` components, and at most one per `ROWS_PER_DIMENSION` rows (a
     covariance needs rows to spare). After this, the majority of the rows vary alike in
-    every direction, so a minority that differs stands out along its own direction.
+    every direction, so a minority that differs stands out along its own direction. The
+    MCD is fitted on at most `max_fit_rows` rows (a sample keeps the same proportions).
     """
     k = max(1, min(n_components, rows.shape[1], len(rows) // ROWS_PER_DIMENSION))
     coords = fit_projection(rows, k, rng).coordinates(rows)
-    fit = fast_mcd(coords, n_starts=10, n_best=3, seed=seed)
+    sample = (
+        coords
+        if len(coords) <= max_fit_rows
+        else coords[rng.choice(len(coords), max_fit_rows, replace=False)]
+    )
+    fit = fast_mcd(sample, n_starts=10, n_best=3, seed=seed)
     eigenvalues, eigenvectors = np.linalg.eigh(fit.covariance)
     floor = 1e-12 * float(eigenvalues.max(initial=0.0)) + 1e-300
     scale = np.sqrt(np.maximum(eigenvalues, floor))

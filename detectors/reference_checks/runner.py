@@ -31,6 +31,7 @@ from detectors.reference_checks.activation_clustering import activation_clusteri
 from detectors.reference_checks.class_balance import LABELS_CHECK, PREDICTED_CHECK, class_balance
 from detectors.reference_checks.duplicates import CHECK as DUPLICATES_CHECK
 from detectors.reference_checks.duplicates import find_duplicates, near_radius
+from detectors.reference_checks.findings import NON_FINITE, CheckResult, build_result, skipped
 from detectors.reference_checks.label_errors import CHECK as LABEL_ERRORS_CHECK
 from detectors.reference_checks.label_errors import (
     check_labels,
@@ -43,10 +44,10 @@ from detectors.reference_checks.leakage import (
     TRAINING_CHECK,
     overlap,
 )
+from detectors.reference_checks.neighbours import exact_representatives
 from detectors.reference_checks.outliers import ROBUST_CHECK, SEED_CHECK, robust_outliers, seed_ood
 from detectors.reference_checks.spectral_signatures import CHECK as SPECTRAL_CHECK
 from detectors.reference_checks.spectral_signatures import spectral_signatures
-from detectors.reference_checks.findings import NON_FINITE, CheckResult, build_result, skipped
 
 NON_FINITE_CHECK = "non_finite"
 #: Every check's name, in the order they run and are reported.
@@ -79,15 +80,15 @@ class CheckSettings:
     """Checks not started within this many seconds are reported as skipped."""
     seed: int = 0
     """Seeds every random choice (projections, samples, hash functions)."""
-    near_ratio: float = 0.05
+    near_ratio: float = 0.1
     """Rows closer than this fraction of the median nearest-neighbour distance are near copies."""
     duplicate_warn_share: float = 0.01
     """Duplicates flag the reference above this share of rows."""
     leakage_warn_share: float = 0.0
     """Probe or training overlap flags above this share (0: any overlap)."""
-    outlier_knn_z_max: float = 4.5
+    outlier_knn_z_max: float = 3.5
     """Robust z of the log kNN distance above which a row is an outlier (no seed reference)."""
-    outlier_mahalanobis_z_max: float = 6.0
+    outlier_mahalanobis_z_max: float = 5.0
     """Robust z of the log robust Mahalanobis distance above which a row is an outlier."""
     outlier_k: int = 10
     """Which neighbour's distance the kNN outlier scores use."""
@@ -107,15 +108,15 @@ class CheckSettings:
     """Spectral signatures: principal components kept per class before whitening."""
     spectral_directions: int = 1
     """Spectral signatures: top singular directions each row is scored on."""
-    spectral_z_max: float = 6.0
+    spectral_z_max: float = 60.0
     """Spectral score (robust z over the directions) above which a row is flagged."""
-    spectral_class_warn_share: float = 0.01
+    spectral_class_warn_share: float = 0.04
     """Spectral signatures flag when some class has more than this share flagged."""
     clustering_max_relative_size: float = 0.35
     """Activation clustering: largest relative size of a poisoned cluster."""
-    clustering_min_silhouette: float = 0.15
+    clustering_min_silhouette: float = 0.8
     """Activation clustering: smallest mean silhouette of a poisoned split."""
-    clustering_whiten: bool = False
+    clustering_whiten: bool = True
     """Activation clustering: whiten each class by a robust covariance before 2-means."""
     poisoning_checks: bool = True
     """Run spectral signatures and activation clustering (meaningful on model embeddings)."""
@@ -274,126 +275,186 @@ def run_reference_checks(
         else "needs labels or probabilities (the checks work class by class)"
     )
     radius: list[float] = []
+    representatives: list[NDArray[np.int64]] = []
+
+    def the_representatives() -> NDArray[np.int64]:
+        if not representatives:
+            representatives.append(exact_representatives(x, seed))
+        return representatives[0]
 
     def the_radius() -> float:
         if not radius:
-            radius.append(near_radius(x, settings.near_ratio, seed)[0])
+            r, median = near_radius(
+                x, settings.near_ratio, seed, representatives=the_representatives()
+            )
+            radius.extend((r, median))
         return radius[0]
 
     def run_duplicates() -> CheckResult:
-        r, median = near_radius(x, settings.near_ratio, seed)
-        radius.append(r)
         return find_duplicates(
-            x, r, warn_share=settings.duplicate_warn_share, seed=seed, median_nn_distance=median
+            x,
+            the_radius(),
+            warn_share=settings.duplicate_warn_share,
+            seed=seed,
+            median_nn_distance=radius[1],
+            representatives=the_representatives(),
         )
 
     plan: list[tuple[str, Callable[[], CheckResult] | str, bool]] = [
         (DUPLICATES_CHECK, run_duplicates, True),
         (
             PROBE_CHECK,
-            (lambda: _with_suite_summary(
-                overlap(
-                    x, suites, the_radius(), check=PROBE_CHECK,
-                    warn_share=settings.leakage_warn_share, seed=seed,
-                ),
-                offsets,
-            ))
+            (
+                lambda: _with_suite_summary(
+                    overlap(
+                        x,
+                        suites,
+                        the_radius(),
+                        check=PROBE_CHECK,
+                        warn_share=settings.leakage_warn_share,
+                        seed=seed,
+                    ),
+                    offsets,
+                )
+            )
             if suites is not None
             else "no probe suites given",
             True,
         ),
         (
             TRAINING_CHECK,
-            (lambda: overlap(
-                x, training, the_radius(), check=TRAINING_CHECK,
-                warn_share=settings.leakage_warn_share, seed=seed,
-            ))
+            (
+                lambda: overlap(
+                    x,
+                    training,
+                    the_radius(),
+                    check=TRAINING_CHECK,
+                    warn_share=settings.leakage_warn_share,
+                    seed=seed,
+                )
+            )
             if training is not None
             else "no training set given",
             True,
         ),
         (
             PROBE_TRAINING_CHECK,
-            (lambda: overlap(
-                suites, training, the_radius(), check=PROBE_TRAINING_CHECK,
-                warn_share=settings.leakage_warn_share, seed=seed,
-            ))
+            (
+                lambda: overlap(
+                    suites,
+                    training,
+                    the_radius(),
+                    check=PROBE_TRAINING_CHECK,
+                    warn_share=settings.leakage_warn_share,
+                    seed=seed,
+                )
+            )
             if suites is not None and training is not None
             else "needs probe suites and a training set",
             False,
         ),
         (
             SEED_CHECK,
-            (lambda: seed_ood(
-                x, seed_rows, k=settings.outlier_k,
-                false_positive_rate=settings.seed_ood_false_positive_rate,
-                warn_share=settings.outlier_warn_share, seed=seed,
-            ))
+            (
+                lambda: seed_ood(
+                    x,
+                    seed_rows,
+                    k=settings.outlier_k,
+                    false_positive_rate=settings.seed_ood_false_positive_rate,
+                    warn_share=settings.outlier_warn_share,
+                    seed=seed,
+                )
+            )
             if seed_rows is not None
             else "no seed reference given (robust_outliers runs instead)",
             True,
         ),
         (
             ROBUST_CHECK,
-            (lambda: robust_outliers(
-                x, None if p_f is None and y_f is None else groups,
-                knn_z_max=settings.outlier_knn_z_max,
-                mahalanobis_z_max=settings.outlier_mahalanobis_z_max, k=settings.outlier_k,
-                warn_share=settings.outlier_warn_share, seed=seed,
-            ))
+            (
+                lambda: robust_outliers(
+                    x,
+                    None if p_f is None and y_f is None else groups,
+                    knn_z_max=settings.outlier_knn_z_max,
+                    mahalanobis_z_max=settings.outlier_mahalanobis_z_max,
+                    k=settings.outlier_k,
+                    warn_share=settings.outlier_warn_share,
+                    seed=seed,
+                )
+            )
             if seed_rows is None
             else "a seed reference was given (seed_ood runs instead)",
             True,
         ),
         (
             PREDICTED_CHECK,
-            (lambda: class_balance(
-                np.argmax(p_f, axis=1).astype(np.int64), prior_array, n_classes=n_classes,
-                check=PREDICTED_CHECK, alpha=settings.balance_alpha,
-                min_effect=settings.balance_min_effect,
-            ))
+            (
+                lambda: class_balance(
+                    np.argmax(p_f, axis=1).astype(np.int64),
+                    prior_array,
+                    n_classes=n_classes,
+                    check=PREDICTED_CHECK,
+                    alpha=settings.balance_alpha,
+                    min_effect=settings.balance_min_effect,
+                )
+            )
             if p_f is not None
             else "no probabilities given",
             True,
         ),
         (
             LABELS_CHECK,
-            (lambda: class_balance(
-                y_f, prior_array, n_classes=n_classes, check=LABELS_CHECK,
-                alpha=settings.balance_alpha, min_effect=settings.balance_min_effect,
-            ))
+            (
+                lambda: class_balance(
+                    y_f,
+                    prior_array,
+                    n_classes=n_classes,
+                    check=LABELS_CHECK,
+                    alpha=settings.balance_alpha,
+                    min_effect=settings.balance_min_effect,
+                )
+            )
             if y_f is not None
             else "no labels given",
             True,
         ),
         (
             LABEL_ERRORS_CHECK,
-            (lambda: label_errors(
-                p_f, y_f, warn_share=settings.label_error_warn_share
-            ))
+            (lambda: label_errors(p_f, y_f, warn_share=settings.label_error_warn_share))
             if p_f is not None and y_f is not None
             else "needs labels and probabilities",
             True,
         ),
         (
             SPECTRAL_CHECK,
-            (lambda: spectral_signatures(
-                x, groups, whiten=settings.spectral_whiten,
-                n_components=settings.spectral_components,
-                n_directions=settings.spectral_directions, z_max=settings.spectral_z_max,
-                class_warn_share=settings.spectral_class_warn_share, seed=seed,
-            ))
+            (
+                lambda: spectral_signatures(
+                    x,
+                    groups,
+                    whiten=settings.spectral_whiten,
+                    n_components=settings.spectral_components,
+                    n_directions=settings.spectral_directions,
+                    z_max=settings.spectral_z_max,
+                    class_warn_share=settings.spectral_class_warn_share,
+                    seed=seed,
+                )
+            )
             if settings.poisoning_checks and has_classes
             else poisoning_skip,
             True,
         ),
         (
             CLUSTERING_CHECK,
-            (lambda: activation_clustering(
-                x, groups, whiten=settings.clustering_whiten,
-                max_relative_size=settings.clustering_max_relative_size,
-                min_silhouette=settings.clustering_min_silhouette, seed=seed,
-            ))
+            (
+                lambda: activation_clustering(
+                    x,
+                    groups,
+                    whiten=settings.clustering_whiten,
+                    max_relative_size=settings.clustering_max_relative_size,
+                    min_silhouette=settings.clustering_min_silhouette,
+                    seed=seed,
+                )
+            )
             if settings.poisoning_checks and has_classes
             else poisoning_skip,
             True,
@@ -433,9 +494,7 @@ def run_reference_checks(
         t0 = time.perf_counter()
         result = run()
         if on_reference_rows and len(index) < n:
-            result = result.remapped(
-                index, n, related_too=name == DUPLICATES_CHECK
-            )
+            result = result.remapped(index, n, related_too=name == DUPLICATES_CHECK)
         results.append(result.with_elapsed(time.perf_counter() - t0))
     return ReferenceCheckReport(
         n_rows=n,
@@ -501,5 +560,6 @@ def _groups(p: FloatArray | None, y: NDArray[np.int64] | None, n: int) -> NDArra
     if y is not None:
         return y
     if p is not None:
-        return np.argmax(p, axis=1).astype(np.int64)
+        predicted: NDArray[np.int64] = np.argmax(p, axis=1).astype(np.int64)
+        return predicted
     return np.zeros(n, dtype=np.int64)

@@ -56,24 +56,52 @@ def add_reference_check_subcommand(
         help="check a reference for duplicates, outliers, poisoning, label errors and leakage",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    check.add_argument("path", nargs="?", type=Path, default=None,
-                       help="reference .npz, or vectors (.npy, .npz, .csv)")
+    check.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        default=None,
+        help="reference .npz, or vectors (.npy, .npz, .csv)",
+    )
     check.add_argument("--config", type=Path, default=None, help="outrider config file")
     check.add_argument("--signal", default=None, help="MODEL/SIGNAL as named in the config")
-    check.add_argument("--from", dest="source", type=Path, default=None,
-                       help="raw rows to transform as the signal does (with --config/--signal)")
+    check.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        default=None,
+        help="raw rows to transform as the signal does (with --config/--signal)",
+    )
     check.add_argument("--labels", type=Path, default=None, help="true class per row")
-    check.add_argument("--probabilities", type=Path, default=None,
-                       help="(rows, classes) model probabilities per row")
-    check.add_argument("--seed-reference", type=Path, default=None,
-                       help="trusted rows (reference .npz or vectors): OOD against them")
-    check.add_argument("--probe-suite", type=Path, action="append", default=[],
-                       help="probe suite .npz (or rows); repeat for several")
+    check.add_argument(
+        "--probabilities",
+        type=Path,
+        default=None,
+        help="(rows, classes) model probabilities per row",
+    )
+    check.add_argument(
+        "--seed-reference",
+        type=Path,
+        default=None,
+        help="trusted rows (reference .npz or vectors): OOD against them",
+    )
+    check.add_argument(
+        "--probe-suite",
+        type=Path,
+        action="append",
+        default=[],
+        help="probe suite .npz (or rows); repeat for several",
+    )
     check.add_argument("--training-set", type=Path, default=None, help="the model's training rows")
-    check.add_argument("--priors", default=None,
-                       help="expected class shares: 'p0,p1,...' or a .npy/.csv file")
-    check.add_argument("--time-budget", type=float, default=CheckSettings().time_budget_s,
-                       help="seconds; checks not started by then are skipped (default 30)")
+    check.add_argument(
+        "--priors", default=None, help="expected class shares: 'p0,p1,...' or a .npy/.csv file"
+    )
+    check.add_argument(
+        "--time-budget",
+        type=float,
+        default=CheckSettings().time_budget_s,
+        help="seconds; checks not started by then are skipped (default 30)",
+    )
     check.add_argument("--json", action="store_true", help="JSON (schema in the docs) on stdout")
     check.add_argument("--plot", type=Path, default=None, help="write a PNG of the findings")
     check.set_defaults(func=lambda args: run_reference_check(args, load_config))
@@ -149,8 +177,14 @@ def _load_inputs(args: argparse.Namespace, load_config: ConfigLoader) -> _Inputs
 
         if args.source is not None:
             out.vectors = to_rows(args.source)
-            out.source = {"path": str(args.source), "model": model, "signal": settings.name,
-                          "version": None, "created": None, "source_sha256": None}
+            out.source = {
+                "path": str(args.source),
+                "model": model,
+                "signal": settings.name,
+                "version": None,
+                "created": None,
+                "source_sha256": None,
+            }
         else:
             stored = ReferenceStore(Path(config.state_dir)).load(
                 model, settings.name, settings.reference.path
@@ -177,8 +211,11 @@ def _load_inputs(args: argparse.Namespace, load_config: ConfigLoader) -> _Inputs
         out.training_set = to_rows(args.training_set)
     if args.priors is not None:
         out.priors = _priors(args.priors)
-    for what, rows in (("seed reference", out.seed_reference), ("training set", out.training_set),
-                       *((f"probe suite {k!r}", v) for k, v in out.probe_suites.items())):
+    for what, rows in (
+        ("seed reference", out.seed_reference),
+        ("training set", out.training_set),
+        *((f"probe suite {k!r}", v) for k, v in out.probe_suites.items()),
+    ):
         if rows is not None and rows.shape[1] != d:
             raise CheckInputError(f"{what} rows have {rows.shape[1]} columns, the reference {d}")
     return out
@@ -189,8 +226,14 @@ def _vectors_file(path: Path) -> tuple[np.ndarray, dict[str, object]]:
     if _is_reference_file(path):
         stored = read_reference(path)
         return stored.data, _describe(stored, path)
-    return _vectors_only(path), {"path": str(path), "model": None, "signal": None,
-                                 "version": None, "created": None, "source_sha256": None}
+    return _vectors_only(path), {
+        "path": str(path),
+        "model": None,
+        "signal": None,
+        "version": None,
+        "created": None,
+        "source_sha256": None,
+    }
 
 
 def _is_reference_file(path: Path) -> bool:
@@ -284,7 +327,9 @@ def _describe(stored: Reference, path: Path | None) -> dict[str, object]:
     }
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+def _subcommands(
+    parser: argparse.ArgumentParser,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     # argparse offers no public way back to a parser's subcommands; `reference build` made
     # them in reference_cli.py, and `check` belongs beside it.
     for action in parser._actions:

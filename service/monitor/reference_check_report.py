@@ -43,7 +43,10 @@ def report_document(
 
 
 def format_json(report: ReferenceCheckReport, source: Mapping[str, object]) -> str:
-    return json.dumps(report_document(report, source), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    return (
+        json.dumps(report_document(report, source), indent=2, sort_keys=True, allow_nan=False)
+        + "\n"
+    )
 
 
 def format_table(report: ReferenceCheckReport, source: Mapping[str, object]) -> str:
@@ -51,10 +54,11 @@ def format_table(report: ReferenceCheckReport, source: Mapping[str, object]) -> 
     where = source.get("path") or source.get("signal") or "reference"
     title = f"reference check: {where} ({report.n_rows} rows x {report.n_dims} dims)"
     table = Table(title=title, title_justify="left")
-    for column, justify in (("CHECK", "left"), ("STATUS", "left"), ("ROWS", "right"),
-                            ("SHARE", "right"), ("FINDING", "left")):
-        table.add_column(column, justify=justify, no_wrap=column != "FINDING",  # type: ignore[arg-type]
-                         overflow="fold")
+    table.add_column("CHECK", no_wrap=True)
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("ROWS", justify="right", no_wrap=True)
+    table.add_column("SHARE", justify="right", no_wrap=True)
+    table.add_column("FINDING", overflow="fold")
     for r in report.results:
         counted = r.status != "skipped" and r.row_scores is not None
         table.add_row(
@@ -84,8 +88,11 @@ def render_plot(
     shown = [r for r in report.results if r.status != "skipped" and r.subject == "reference"]
     colours = {"ok": "tab:green", "flagged": "tab:red"}
     positions = np.arange(len(shown))
-    bars.barh(positions, [100.0 * r.flagged_share for r in shown],
-              color=[colours.get(r.status, "tab:gray") for r in shown])
+    bars.barh(
+        positions,
+        [100.0 * r.flagged_share for r in shown],
+        color=[colours.get(r.status, "tab:gray") for r in shown],
+    )
     bars.set_yticks(positions, [r.check for r in shown])
     bars.invert_yaxis()
     bars.set_xlabel("flagged rows (% of the reference)")
@@ -110,7 +117,9 @@ def _scatter(axes: Any, report: ReferenceCheckReport, vectors: np.ndarray) -> No
         axes.set_title("too few finite rows to draw")
         return
     rng = np.random.default_rng(0)
-    drawn = rows if rows.size <= _PLOT_ROWS else np.sort(rng.choice(rows, _PLOT_ROWS, replace=False))
+    drawn = (
+        rows if rows.size <= _PLOT_ROWS else np.sort(rng.choice(rows, _PLOT_ROWS, replace=False))
+    )
     x = vectors[drawn]
     centred = x - x.mean(axis=0)
     if centred.shape[1] >= 2:
@@ -127,8 +136,13 @@ def _scatter(axes: Any, report: ReferenceCheckReport, vectors: np.ndarray) -> No
         at = position[r.rows]
         at = at[at >= 0]
         if at.size:
-            axes.scatter(xy[at, 0], xy[at, 1], s=14, marker=markers[i % len(markers)],
-                         label=f"{r.check} ({len(r.rows)})")
+            axes.scatter(
+                xy[at, 0],
+                xy[at, 1],
+                s=14,
+                marker=markers[i % len(markers)],
+                label=f"{r.check} ({len(r.rows)})",
+            )
     axes.set_xlabel("principal component 1")
     axes.set_ylabel("principal component 2")
     axes.set_title(f"flagged rows ({len(drawn)} of {vectors.shape[0]} rows drawn)")
@@ -138,8 +152,9 @@ def _scatter(axes: Any, report: ReferenceCheckReport, vectors: np.ndarray) -> No
 def _render(*renderables: Any) -> str:
     buffer = io.StringIO()
     # No colour codes: the text goes to pipes and files as well as terminals.
-    console = Console(file=buffer, width=_WIDTH, color_system=None, force_terminal=False,
-                      soft_wrap=False)
+    console = Console(
+        file=buffer, width=_WIDTH, color_system=None, force_terminal=False, soft_wrap=False
+    )
     for renderable in renderables:
         console.print(renderable)
     # rich pads titles to the table width; trailing blanks only get in the way of grep/diff.

@@ -127,3 +127,14 @@ def test_serve_profile_quick_takes_samples(tmp_path: Path) -> None:
         pytest.skip("py-spy is not installed (pip install '.[bench]')")
     payload = _run_quick("serve_profile", tmp_path, "--setting", "serve_off", "--rounds", "3")
     assert payload["results"]["serve_off"]["samples"] > 0
+
+
+@pytest.mark.slow
+def test_reference_hygiene_quick(tmp_path: Path) -> None:
+    payload = _run_quick("reference_hygiene", tmp_path)
+    results = payload["results"]
+    assert set(results["table"]) == {"mnist", "digits"}
+    assert results["timing"]["100000x384"]["cpu_s"] > 0
+    names = [t["name"] for t in payload["targets"]]
+    assert any("spectral_signatures recall" in n for n in names)
+    assert any("label-error precision" in n for n in names)

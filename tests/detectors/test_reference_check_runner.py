@@ -47,8 +47,12 @@ def test_every_input_runs_every_check_and_rows_keep_their_original_indices() -> 
     x[3, 2] = np.nan  # left out of every other check; indices after it must not shift
     y[200] = (y[200] + 1) % 3  # a label error the probabilities contradict
     report = run_reference_checks(
-        x, probabilities=p, labels=y, probe_suites={"noise": probes},
-        training_set=training, priors=np.full(3, 1 / 3),
+        x,
+        probabilities=p,
+        labels=y,
+        probe_suites={"noise": probes},
+        training_set=training,
+        priors=np.full(3, 1 / 3),
         seed_reference=_reference(4)[0],
     )
     assert report.result("non_finite").rows.tolist() == [3]

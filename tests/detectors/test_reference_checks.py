@@ -39,7 +39,10 @@ def test_duplicates_keep_the_first_row_of_each_group_and_flag_the_rest() -> None
     result = find_duplicates(x, radius, median_nn_distance=median)
     assert result.rows.tolist() == [100, 200, 300, 400, 450]
     assert result.reasons == (
-        "exact_duplicate", "exact_duplicate", "near_duplicate", "near_duplicate",
+        "exact_duplicate",
+        "exact_duplicate",
+        "near_duplicate",
+        "near_duplicate",
         "exact_duplicate",
     )
     assert result.related.tolist() == [3, 3, 7, 7, 9]
@@ -70,7 +73,11 @@ def test_no_duplicates_in_distinct_rows() -> None:
 
 def test_probe_and_training_overlap_name_the_matched_rows() -> None:
     rng = np.random.default_rng(2)
-    reference, probes, training = rng.normal(size=(400, 6)), rng.normal(size=(30, 6)), rng.normal(size=(60, 6))
+    reference, probes, training = (
+        rng.normal(size=(400, 6)),
+        rng.normal(size=(30, 6)),
+        rng.normal(size=(60, 6)),
+    )
     reference[[5, 50, 150]] = probes[[0, 29, 0]]
     reference[250] = probes[4] + 1e-4
     reference[300] = training[11]
@@ -111,8 +118,10 @@ def test_robust_outliers_flag_planted_far_rows_and_name_the_method() -> None:
     x[[5, 500]] = 30.0  # far along every axis: both methods see them
     x[900, :] = 0.0
     x[900, 0] = 25.0  # far along one axis
-    result = robust_outliers(x)
+    result = robust_outliers(x, knn_z_max=4.0, mahalanobis_z_max=6.0)
     assert result.rows.tolist() == [5, 500, 900]
+    # at the defaults (chosen on digit images) a Gaussian's tail row joins them
+    assert robust_outliers(x).rows.tolist() == [5, 306, 500, 900]
     assert set(result.reasons) <= {"knn_distance", "robust_mahalanobis"}
     assert result.summary["per_class_mcd"] is False
 
@@ -213,21 +222,36 @@ def test_label_errors_refuse_logits_and_out_of_range_labels() -> None:
 
 
 def _poisoned_class(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Three classes of 300 rows; 30 rows of class 2 carry a shared shift (a backdoor)."""
+    """Three classes of 300 rows of ReLU features; 30 rows of class 2 carry a backdoor.
+
+    A network that learned a trigger has units that fire for it and stay at zero for the
+    clean rows of the target class; unit 15 plays that part here.
+    """
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(900, 16)) + np.repeat(np.eye(16)[:3] * 10.0, 300, axis=0)
     groups = np.repeat(np.arange(3), 300).astype(np.int64)
-    poisoned = rng.choice(np.arange(600, 900), 30, replace=False)
-    x[poisoned] += 10.0 * np.eye(16)[9]
-    return x, groups, np.sort(poisoned)
+    x = np.maximum(rng.normal(size=(900, 16)) + np.eye(16)[groups] * 4.0, 0.0)
+    x[:, 15] = 0.0
+    poisoned = np.sort(rng.choice(np.arange(600, 900), 30, replace=False))
+    x[poisoned, 15] = 6.0 + rng.normal(size=30)
+    return x, groups, poisoned
 
 
-def test_spectral_signatures_flag_the_shifted_rows_of_their_class() -> None:
+def test_spectral_signatures_flag_the_rows_of_a_learned_trigger() -> None:
     x, groups, poisoned = _poisoned_class(7)
     result = spectral_signatures(x, groups)
     assert result.rows.tolist() == poisoned.tolist()
     assert result.status == "flagged" and result.summary["flagged_classes"] == [2]
     np.testing.assert_array_equal(np.sort(result.top_rows(30)), poisoned)
+
+
+def test_tran_et_al_without_whitening_rank_a_dominant_shift_first() -> None:
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(300, 16))
+    shifted = np.sort(rng.choice(300, 30, replace=False))
+    x[shifted] += 10.0 * np.eye(16)[9]
+    result = spectral_signatures(x, np.zeros(300, dtype=np.int64), whiten=False, z_max=6.0)
+    assert result.rows.tolist() == shifted.tolist()
+    assert result.summary["whiten"] is False
 
 
 def test_activation_clustering_flags_the_small_cluster_of_the_poisoned_class() -> None:
@@ -243,10 +267,10 @@ def test_activation_clustering_flags_the_small_cluster_of_the_poisoned_class() -
 
 
 def test_poisoning_checks_pass_clean_classes() -> None:
-    x, groups, _ = _poisoned_class(9)
-    clean = np.random.default_rng(9).normal(size=x.shape) + np.repeat(np.eye(16)[:3] * 10.0, 300, axis=0)
-    assert spectral_signatures(clean, groups).status == "ok"
-    assert activation_clustering(clean, groups).status == "ok"
+    x, groups, poisoned = _poisoned_class(9)
+    x[poisoned, 15] = 0.0
+    assert spectral_signatures(x, groups).status == "ok"
+    assert activation_clustering(x, groups).status == "ok"
 
 
 def test_two_means_separates_two_blobs() -> None:
@@ -266,15 +290,32 @@ def test_check_result_refuses_inconsistent_rows_and_unknown_reasons() -> None:
     with pytest.raises(ValueError, match="one entry per flagged row"):
         CheckResult("c", "ok", "reference", 3, np.array([1]), (), empty_f, empty_i, None)
     with pytest.raises(ValueError, match="unknown reason codes"):
-        CheckResult("c", "ok", "reference", 3, np.array([1]), ("odd",), np.ones(1), np.ones(1, dtype=np.int64), None)
+        CheckResult(
+            "c",
+            "ok",
+            "reference",
+            3,
+            np.array([1]),
+            ("odd",),
+            np.ones(1),
+            np.ones(1, dtype=np.int64),
+            None,
+        )
     with pytest.raises(ValueError, match="status must be one of"):
         CheckResult("c", "bad", "reference", 0, empty_i, (), empty_f, empty_i, None)  # type: ignore[arg-type]
 
 
 def test_top_rows_rank_by_score_then_index() -> None:
     result = CheckResult(
-        "c", "ok", "reference", 5, np.empty(0, dtype=np.int64), (), np.empty(0),
-        np.empty(0, dtype=np.int64), np.array([0.5, 2.0, 0.5, 3.0, 2.0]),
+        "c",
+        "ok",
+        "reference",
+        5,
+        np.empty(0, dtype=np.int64),
+        (),
+        np.empty(0),
+        np.empty(0, dtype=np.int64),
+        np.array([0.5, 2.0, 0.5, 3.0, 2.0]),
     )
     assert result.top_rows(4).tolist() == [3, 1, 4, 0]
     assert result.top_rows(0).tolist() == []

@@ -16,13 +16,30 @@ from service.monitor.settings import MonitorSettings, PipelineSettings
 
 # The --json contract (docs/reference-checks.md): changing any of these is a new schema version.
 TOP_KEYS = {
-    "schema", "schema_version", "source", "rows", "dims", "flagged", "flagged_checks",
-    "elapsed_s", "time_budget_s", "settings", "checks",
+    "schema",
+    "schema_version",
+    "source",
+    "rows",
+    "dims",
+    "flagged",
+    "flagged_checks",
+    "elapsed_s",
+    "time_budget_s",
+    "settings",
+    "checks",
 }
 SOURCE_KEYS = {"path", "model", "signal", "version", "created", "source_sha256"}
 CHECK_KEYS = {
-    "check", "status", "subject", "n_rows", "flagged_rows", "flagged_share", "summary",
-    "message", "elapsed_s", "rows",
+    "check",
+    "status",
+    "subject",
+    "n_rows",
+    "flagged_rows",
+    "flagged_share",
+    "summary",
+    "message",
+    "elapsed_s",
+    "rows",
 }
 ROW_KEYS = {"index", "reason", "score", "related"}
 
@@ -45,8 +62,14 @@ def test_json_schema_is_pinned(tmp_path: Path, capsys: pytest.CaptureFixture[str
     np.save(tmp_path / "ref.npy", x)
     np.save(tmp_path / "labels.npy", y)
     status, out, _ = _run(
-        ["reference", "check", str(tmp_path / "ref.npy"), "--labels", str(tmp_path / "labels.npy"),
-         "--json"],
+        [
+            "reference",
+            "check",
+            str(tmp_path / "ref.npy"),
+            "--labels",
+            str(tmp_path / "labels.npy"),
+            "--json",
+        ],
         capsys,
     )
     document: dict[str, Any] = json.loads(out)
@@ -82,8 +105,13 @@ def test_exit_status_says_whether_anything_is_above_the_warn_thresholds(
     assert "nothing above the warn thresholds" in out
     np.save(tmp_path / "leaky.npy", probes)
     status, out, _ = _run(
-        ["reference", "check", str(tmp_path / "ref.csv"), "--probe-suite",
-         str(tmp_path / "leaky.npy")],
+        [
+            "reference",
+            "check",
+            str(tmp_path / "ref.csv"),
+            "--probe-suite",
+            str(tmp_path / "leaky.npy"),
+        ],
         capsys,
     )
     assert status == 1
@@ -100,12 +128,24 @@ def test_bad_inputs_exit_2_naming_the_problem(
     cases = [
         (["reference", "check"], "give a reference PATH"),
         (["reference", "check", str(tmp_path / "missing.npy")], "missing.npy"),
-        (["reference", "check", str(tmp_path / "ref.npy"), "--labels",
-          str(tmp_path / "labels.npy")], "labels must be one class per reference row (400)"),
-        (["reference", "check", str(tmp_path / "ref.npy"), "--priors", "a,b"],
-         "--priors must be comma-separated"),
-        (["reference", "check", str(tmp_path / "ref.npy"), "--from", "raw.npy"],
-         "--from needs --config and --signal"),
+        (
+            [
+                "reference",
+                "check",
+                str(tmp_path / "ref.npy"),
+                "--labels",
+                str(tmp_path / "labels.npy"),
+            ],
+            "labels must be one class per reference row (400)",
+        ),
+        (
+            ["reference", "check", str(tmp_path / "ref.npy"), "--priors", "a,b"],
+            "--priors must be comma-separated",
+        ),
+        (
+            ["reference", "check", str(tmp_path / "ref.npy"), "--from", "raw.npy"],
+            "--from needs --config and --signal",
+        ),
     ]
     for argv, message in cases:
         status, _, err = _run(argv, capsys)
@@ -155,8 +195,12 @@ def test_stored_reference_and_raw_rows_through_the_signal(
     document = json.loads(out)
     assert status == 0
     assert document["source"] == {
-        "path": None, "model": "m", "signal": "s", "version": "7",
-        "created": "2026-01-01T00:00:00+00:00", "source_sha256": "ab" * 32,
+        "path": None,
+        "model": "m",
+        "signal": "s",
+        "version": "7",
+        "created": "2026-01-01T00:00:00+00:00",
+        "source_sha256": "ab" * 32,
     }
     # raw rows with two extra columns the signal drops; the probe suite goes through it too
     raw = np.concatenate([x, np.ones((400, 2))], axis=1)
@@ -164,8 +208,19 @@ def test_stored_reference_and_raw_rows_through_the_signal(
     suite = raw[[3, 8]]
     np.savez(tmp_path / "suite.npz", inputs=suite, metadata=np.array("{}"))
     status, out, _ = _run(
-        ["reference", "check", "--config", "c.yaml", "--signal", "m/s", "--from",
-         str(tmp_path / "raw.npy"), "--probe-suite", str(tmp_path / "suite.npz"), "--json"],
+        [
+            "reference",
+            "check",
+            "--config",
+            "c.yaml",
+            "--signal",
+            "m/s",
+            "--from",
+            str(tmp_path / "raw.npy"),
+            "--probe-suite",
+            str(tmp_path / "suite.npz"),
+            "--json",
+        ],
         capsys,
     )
     document = json.loads(out)
@@ -191,30 +246,56 @@ def test_plot_writes_a_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_a_reference_built_from_a_file_with_5_percent_poisons_reports_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Embeddings in which 5 % of one class carry a learned trigger's offset (as in a
-    backdoored model's penultimate layer) are built into a reference and checked."""
+    """ReLU embeddings in which 5 % of one class fire a unit the clean rows never do (what a
+    backdoored model's penultimate layer shows for its trigger) are built into a reference
+    and checked by the signal's name."""
     import service.cli as cli
 
     root = _config(tmp_path)
     monkeypatch.setattr(cli, "_load_or_exit", lambda path: root)
     rng = np.random.default_rng(6)
     y = np.repeat(np.arange(3), 400)
-    embeddings = np.eye(6)[y] * 8.0 + rng.normal(size=(1200, 6)) @ np.diag([3, 2, 2, 1, 1, 1])
+    embeddings = np.maximum(rng.normal(size=(1200, 6)) + np.eye(6)[y] * 4.0, 0.0)
+    embeddings[:, 5] = 0.0
     poisoned = np.sort(rng.choice(np.flatnonzero(y == 1), 20, replace=False))
-    embeddings[poisoned] += np.r_[0.0, 0.0, 0.0, 0.0, 9.0, 0.0]  # a direction of small variance
+    embeddings[poisoned, 5] = 5.0 + rng.normal(size=20)
     np.save(tmp_path / "embeddings.npy", embeddings)
     np.save(tmp_path / "labels.npy", y)
-    assert main(["reference", "build", "--config", "c.yaml", "--signal", "m/s", "--from",
-                 str(tmp_path / "embeddings.npy"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "reference",
+                "build",
+                "--config",
+                "c.yaml",
+                "--signal",
+                "m/s",
+                "--from",
+                str(tmp_path / "embeddings.npy"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     status, out, _ = _run(
-        ["reference", "check", "--config", "c.yaml", "--signal", "m/s", "--labels",
-         str(tmp_path / "labels.npy"), "--json"],
+        [
+            "reference",
+            "check",
+            "--config",
+            "c.yaml",
+            "--signal",
+            "m/s",
+            "--labels",
+            str(tmp_path / "labels.npy"),
+            "--json",
+        ],
         capsys,
     )
     document = json.loads(out)
     assert status == 1
-    spectral = document["checks"][list(CHECKS).index("spectral_signatures")]
-    assert spectral["status"] == "flagged"
-    assert spectral["summary"]["flagged_classes"] == [1]
-    assert set(poisoned.tolist()) <= {r["index"] for r in spectral["rows"]}
+    by_name = {c["check"]: c for c in document["checks"]}
+    for check in ("spectral_signatures", "activation_clustering"):
+        assert by_name[check]["status"] == "flagged", by_name[check]["message"]
+        assert by_name[check]["summary"]["flagged_classes"] == [1]
+        assert [r["index"] for r in by_name[check]["rows"]] == poisoned.tolist()
