@@ -55,7 +55,7 @@ def check_labels(
         raise ValueError(f"labels must be >= 0, got {int(y.min())}")
     if n_classes is not None and n_rows and y.max() >= n_classes:
         raise ValueError(
-            f"labels must be < {n_classes} (the probabilities' classes), got {int(y.max())}"
+            f"labels must be < {n_classes} (the number of classes), got {int(y.max())}"
         )
     return y
 

@@ -254,237 +254,23 @@ def run_reference_checks(
     n, d = x_all.shape
     finite = finite_rows(x_all)
     index = np.flatnonzero(finite).astype(np.int64)
-    x = x_all[finite]
-    seed = settings.seed
-    p = _optional_probabilities(probabilities, n)
-    y = None
-    if labels is not None:
-        y = check_labels(np.asarray(labels), n, None if p is None else p.shape[1])
-    n_classes = _n_classes(p, y, priors)
-    prior_array = None if priors is None else np.asarray(priors, dtype=np.float64).ravel()
-    seed_rows = _optional_matrix(seed_reference, d, "seed reference")
-    training = _optional_matrix(training_set, d, "training set")
-    suites, offsets = _probe_rows(probe_suites, d)
-    p_f = None if p is None else p[finite]
-    y_f = None if y is None else y[finite]
-    groups = _groups(p_f, y_f, len(index))
-    has_classes = p_f is not None or y_f is not None
-    poisoning_skip = (
-        "poisoning checks are turned off"
-        if not settings.poisoning_checks
-        else "needs labels or probabilities (the checks work class by class)"
-    )
-    radius: list[float] = []
-    representatives: list[NDArray[np.int64]] = []
-
-    def the_representatives() -> NDArray[np.int64]:
-        if not representatives:
-            representatives.append(exact_representatives(x, seed))
-        return representatives[0]
-
-    def the_radius() -> float:
-        if not radius:
-            r, median = near_radius(
-                x, settings.near_ratio, seed, representatives=the_representatives()
-            )
-            radius.extend((r, median))
-        return radius[0]
-
-    def run_duplicates() -> CheckResult:
-        return find_duplicates(
-            x,
-            the_radius(),
-            warn_share=settings.duplicate_warn_share,
-            seed=seed,
-            median_nn_distance=radius[1],
-            representatives=the_representatives(),
-        )
-
-    plan: list[tuple[str, Callable[[], CheckResult] | str, bool]] = [
-        (DUPLICATES_CHECK, run_duplicates, True),
-        (
-            PROBE_CHECK,
-            (
-                lambda: _with_suite_summary(
-                    overlap(
-                        x,
-                        suites,
-                        the_radius(),
-                        check=PROBE_CHECK,
-                        warn_share=settings.leakage_warn_share,
-                        seed=seed,
-                    ),
-                    offsets,
-                )
-            )
-            if suites is not None
-            else "no probe suites given",
-            True,
-        ),
-        (
-            TRAINING_CHECK,
-            (
-                lambda: overlap(
-                    x,
-                    training,
-                    the_radius(),
-                    check=TRAINING_CHECK,
-                    warn_share=settings.leakage_warn_share,
-                    seed=seed,
-                )
-            )
-            if training is not None
-            else "no training set given",
-            True,
-        ),
-        (
-            PROBE_TRAINING_CHECK,
-            (
-                lambda: overlap(
-                    suites,
-                    training,
-                    the_radius(),
-                    check=PROBE_TRAINING_CHECK,
-                    warn_share=settings.leakage_warn_share,
-                    seed=seed,
-                )
-            )
-            if suites is not None and training is not None
-            else "needs probe suites and a training set",
-            False,
-        ),
-        (
-            SEED_CHECK,
-            (
-                lambda: seed_ood(
-                    x,
-                    seed_rows,
-                    k=settings.outlier_k,
-                    false_positive_rate=settings.seed_ood_false_positive_rate,
-                    warn_share=settings.outlier_warn_share,
-                    seed=seed,
-                )
-            )
-            if seed_rows is not None
-            else "no seed reference given (robust_outliers runs instead)",
-            True,
-        ),
-        (
-            ROBUST_CHECK,
-            (
-                lambda: robust_outliers(
-                    x,
-                    None if p_f is None and y_f is None else groups,
-                    knn_z_max=settings.outlier_knn_z_max,
-                    mahalanobis_z_max=settings.outlier_mahalanobis_z_max,
-                    k=settings.outlier_k,
-                    warn_share=settings.outlier_warn_share,
-                    seed=seed,
-                )
-            )
-            if seed_rows is None
-            else "a seed reference was given (seed_ood runs instead)",
-            True,
-        ),
-        (
-            PREDICTED_CHECK,
-            (
-                lambda: class_balance(
-                    np.argmax(p_f, axis=1).astype(np.int64),
-                    prior_array,
-                    n_classes=n_classes,
-                    check=PREDICTED_CHECK,
-                    alpha=settings.balance_alpha,
-                    min_effect=settings.balance_min_effect,
-                )
-            )
-            if p_f is not None
-            else "no probabilities given",
-            True,
-        ),
-        (
-            LABELS_CHECK,
-            (
-                lambda: class_balance(
-                    y_f,
-                    prior_array,
-                    n_classes=n_classes,
-                    check=LABELS_CHECK,
-                    alpha=settings.balance_alpha,
-                    min_effect=settings.balance_min_effect,
-                )
-            )
-            if y_f is not None
-            else "no labels given",
-            True,
-        ),
-        (
-            LABEL_ERRORS_CHECK,
-            (lambda: label_errors(p_f, y_f, warn_share=settings.label_error_warn_share))
-            if p_f is not None and y_f is not None
-            else "needs labels and probabilities",
-            True,
-        ),
-        (
-            SPECTRAL_CHECK,
-            (
-                lambda: spectral_signatures(
-                    x,
-                    groups,
-                    whiten=settings.spectral_whiten,
-                    n_components=settings.spectral_components,
-                    n_directions=settings.spectral_directions,
-                    z_max=settings.spectral_z_max,
-                    class_warn_share=settings.spectral_class_warn_share,
-                    seed=seed,
-                )
-            )
-            if settings.poisoning_checks and has_classes
-            else poisoning_skip,
-            True,
-        ),
-        (
-            CLUSTERING_CHECK,
-            (
-                lambda: activation_clustering(
-                    x,
-                    groups,
-                    whiten=settings.clustering_whiten,
-                    max_relative_size=settings.clustering_max_relative_size,
-                    min_silhouette=settings.clustering_min_silhouette,
-                    seed=seed,
-                )
-            )
-            if settings.poisoning_checks and has_classes
-            else poisoning_skip,
-            True,
-        ),
-    ]
-
-    results = [
-        build_result(
-            NON_FINITE_CHECK,
-            n_rows=n,
-            flagged=~finite,
-            reasons=NON_FINITE,
-            scores=np.ones(n),
-            row_scores=(~finite).astype(np.float64),
-            above_warn=not bool(finite.all()),
-            summary={"non_finite_rows": int((~finite).sum())},
-            message=f"{int((~finite).sum())} rows hold NaN or infinite values",
-        )
-    ]
+    inputs = _inputs(
+        x_all[finite], finite, probabilities, labels, seed_reference, probe_suites,
+        training_set, priors, settings,
+    )  # fmt: skip
+    results = [_non_finite(finite)]
     budget = settings.time_budget_s
-    for name, run, on_reference_rows in plan:
+    for name, run in _PLAN:
         elapsed = time.perf_counter() - started
         if settings.only is not None and name not in settings.only:
             results.append(skipped(name, "not selected"))
             continue
-        if isinstance(run, str):
-            results.append(skipped(name, run))
-            continue
         if len(index) == 0:
             results.append(skipped(name, "no finite rows"))
+            continue
+        why_not = _missing_inputs(name, inputs)
+        if why_not:
+            results.append(skipped(name, why_not))
             continue
         if elapsed >= budget:
             results.append(
@@ -492,8 +278,8 @@ def run_reference_checks(
             )
             continue
         t0 = time.perf_counter()
-        result = run()
-        if on_reference_rows and len(index) < n:
+        result = run(inputs)
+        if result.subject == "reference" and len(index) < n:
             result = result.remapped(index, n, related_too=name == DUPLICATES_CHECK)
         results.append(result.with_elapsed(time.perf_counter() - t0))
     return ReferenceCheckReport(
@@ -505,10 +291,255 @@ def run_reference_checks(
     )
 
 
-def _optional_probabilities(probabilities: ArrayLike | None, n: int) -> FloatArray | None:
-    if probabilities is None:
-        return None
-    return check_probabilities(np.asarray(probabilities, dtype=np.float64), n)
+@dataclass
+class _Inputs:
+    """Validated inputs; reference rows (and their probabilities and labels) finite only."""
+
+    x: FloatArray
+    probabilities: FloatArray | None
+    labels: NDArray[np.int64] | None
+    seed_rows: FloatArray | None
+    training: FloatArray | None
+    suites: FloatArray | None
+    suite_offsets: dict[str, tuple[int, int]]
+    priors: FloatArray | None
+    n_classes: int
+    settings: CheckSettings
+    _representatives: NDArray[np.int64] | None = None
+    _radius: tuple[float, float] | None = None
+
+    @property
+    def groups(self) -> NDArray[np.int64]:
+        """Classes for the poisoning checks: the labels, else the predicted classes."""
+        if self.labels is not None:
+            return self.labels
+        assert self.probabilities is not None
+        predicted: NDArray[np.int64] = np.argmax(self.probabilities, axis=1).astype(np.int64)
+        return predicted
+
+    def representatives(self) -> NDArray[np.int64]:
+        """Exact-duplicate representatives, hashed once for duplicates and the radius."""
+        if self._representatives is None:
+            self._representatives = exact_representatives(self.x, self.settings.seed)
+        return self._representatives
+
+    def radius(self) -> tuple[float, float]:
+        """(near radius, median nearest-neighbour distance), shared by duplicates and leakage."""
+        if self._radius is None:
+            self._radius = near_radius(
+                self.x,
+                self.settings.near_ratio,
+                self.settings.seed,
+                representatives=self.representatives(),
+            )
+        return self._radius
+
+
+def _inputs(
+    x: FloatArray,
+    finite: NDArray[np.bool_],
+    probabilities: ArrayLike | None,
+    labels: ArrayLike | None,
+    seed_reference: ArrayLike | None,
+    probe_suites: Mapping[str, ArrayLike] | None,
+    training_set: ArrayLike | None,
+    priors: ArrayLike | None,
+    settings: CheckSettings,
+) -> _Inputs:
+    n, d = len(finite), x.shape[1]
+    p = None
+    if probabilities is not None:
+        p = check_probabilities(np.asarray(probabilities, dtype=np.float64), n)
+    prior_array = None if priors is None else np.asarray(priors, dtype=np.float64).ravel()
+    if p is not None:
+        n_classes = int(p.shape[1])
+    elif prior_array is not None:
+        n_classes = int(prior_array.size)
+    else:
+        n_classes = 0
+    y = None
+    if labels is not None:
+        y = check_labels(np.asarray(labels), n, n_classes or None)
+        n_classes = n_classes or (int(y.max()) + 1 if n else 0)
+    suites, offsets = _probe_rows(probe_suites, d)
+    return _Inputs(
+        x=x,
+        probabilities=None if p is None else p[finite],
+        labels=None if y is None else y[finite],
+        seed_rows=_optional_matrix(seed_reference, d, "seed reference"),
+        training=_optional_matrix(training_set, d, "training set"),
+        suites=suites,
+        suite_offsets=offsets,
+        priors=prior_array,
+        n_classes=n_classes,
+        settings=settings,
+    )
+
+
+def _non_finite(finite: NDArray[np.bool_]) -> CheckResult:
+    n, bad = len(finite), int((~finite).sum())
+    return build_result(
+        NON_FINITE_CHECK,
+        n_rows=n,
+        flagged=~finite,
+        reasons=NON_FINITE,
+        scores=np.ones(n),
+        row_scores=(~finite).astype(np.float64),
+        above_warn=bad > 0,
+        summary={"non_finite_rows": bad},
+        message=f"{bad} rows hold NaN or infinite values",
+    )
+
+
+def _missing_inputs(check: str, i: _Inputs) -> str:
+    """Why `check` cannot run on these inputs ("" when it can)."""
+    has_classes = i.probabilities is not None or i.labels is not None
+    needs = {
+        PROBE_CHECK: ("no probe suites given", i.suites is not None),
+        TRAINING_CHECK: ("no training set given", i.training is not None),
+        PROBE_TRAINING_CHECK: (
+            "needs probe suites and a training set",
+            i.suites is not None and i.training is not None,
+        ),
+        SEED_CHECK: (
+            "no seed reference given (robust_outliers runs instead)",
+            i.seed_rows is not None,
+        ),
+        ROBUST_CHECK: ("a seed reference was given (seed_ood runs instead)", i.seed_rows is None),
+        PREDICTED_CHECK: ("no probabilities given", i.probabilities is not None),
+        LABELS_CHECK: ("no labels given", i.labels is not None),
+        LABEL_ERRORS_CHECK: (
+            "needs labels and probabilities",
+            i.labels is not None and i.probabilities is not None,
+        ),
+    }
+    if check in (SPECTRAL_CHECK, CLUSTERING_CHECK):
+        if not i.settings.poisoning_checks:
+            return "poisoning checks are turned off"
+        if not has_classes:
+            return "needs labels or probabilities (the checks work class by class)"
+    why, ready = needs.get(check, ("", True))
+    return "" if ready else why
+
+
+# One function per check; each runs only when `_missing_inputs` found what it needs.
+
+
+def _duplicates(i: _Inputs) -> CheckResult:
+    radius, median = i.radius()
+    s = i.settings
+    return find_duplicates(
+        i.x,
+        radius,
+        warn_share=s.duplicate_warn_share,
+        seed=s.seed,
+        median_nn_distance=median,
+        representatives=i.representatives(),
+    )
+
+
+def _probe_leakage(i: _Inputs) -> CheckResult:
+    assert i.suites is not None
+    s = i.settings
+    result = overlap(
+        i.x, i.suites, i.radius()[0], check=PROBE_CHECK, warn_share=s.leakage_warn_share,
+        seed=s.seed,
+    )  # fmt: skip
+    return _with_suite_summary(result, i.suite_offsets)
+
+
+def _training_leakage(i: _Inputs) -> CheckResult:
+    assert i.training is not None
+    s = i.settings
+    return overlap(
+        i.x, i.training, i.radius()[0], check=TRAINING_CHECK, warn_share=s.leakage_warn_share,
+        seed=s.seed,
+    )  # fmt: skip
+
+
+def _probe_training_leakage(i: _Inputs) -> CheckResult:
+    assert i.suites is not None and i.training is not None
+    s = i.settings
+    return overlap(
+        i.suites, i.training, i.radius()[0], check=PROBE_TRAINING_CHECK,
+        warn_share=s.leakage_warn_share, seed=s.seed,
+    )  # fmt: skip
+
+
+def _seed_ood(i: _Inputs) -> CheckResult:
+    assert i.seed_rows is not None
+    s = i.settings
+    return seed_ood(
+        i.x, i.seed_rows, k=s.outlier_k, false_positive_rate=s.seed_ood_false_positive_rate,
+        warn_share=s.outlier_warn_share, seed=s.seed,
+    )  # fmt: skip
+
+
+def _robust_outliers(i: _Inputs) -> CheckResult:
+    s = i.settings
+    has_classes = i.probabilities is not None or i.labels is not None
+    return robust_outliers(
+        i.x, i.groups if has_classes else None, knn_z_max=s.outlier_knn_z_max,
+        mahalanobis_z_max=s.outlier_mahalanobis_z_max, k=s.outlier_k,
+        warn_share=s.outlier_warn_share, seed=s.seed,
+    )  # fmt: skip
+
+
+def _class_balance_predicted(i: _Inputs) -> CheckResult:
+    assert i.probabilities is not None
+    s = i.settings
+    predicted = np.argmax(i.probabilities, axis=1).astype(np.int64)
+    return class_balance(
+        predicted, i.priors, n_classes=i.n_classes, check=PREDICTED_CHECK,
+        alpha=s.balance_alpha, min_effect=s.balance_min_effect,
+    )  # fmt: skip
+
+
+def _class_balance_labels(i: _Inputs) -> CheckResult:
+    assert i.labels is not None
+    s = i.settings
+    return class_balance(
+        i.labels, i.priors, n_classes=i.n_classes, check=LABELS_CHECK, alpha=s.balance_alpha,
+        min_effect=s.balance_min_effect,
+    )  # fmt: skip
+
+
+def _label_errors(i: _Inputs) -> CheckResult:
+    assert i.probabilities is not None and i.labels is not None
+    return label_errors(i.probabilities, i.labels, warn_share=i.settings.label_error_warn_share)
+
+
+def _spectral_signatures(i: _Inputs) -> CheckResult:
+    s = i.settings
+    return spectral_signatures(
+        i.x, i.groups, whiten=s.spectral_whiten, n_components=s.spectral_components,
+        n_directions=s.spectral_directions, z_max=s.spectral_z_max,
+        class_warn_share=s.spectral_class_warn_share, seed=s.seed,
+    )  # fmt: skip
+
+
+def _activation_clustering(i: _Inputs) -> CheckResult:
+    s = i.settings
+    return activation_clustering(
+        i.x, i.groups, whiten=s.clustering_whiten,
+        max_relative_size=s.clustering_max_relative_size,
+        min_silhouette=s.clustering_min_silhouette, seed=s.seed,
+    )  # fmt: skip
+
+
+_PLAN: tuple[tuple[str, Callable[[_Inputs], CheckResult]], ...] = (
+    (DUPLICATES_CHECK, _duplicates),
+    (PROBE_CHECK, _probe_leakage),
+    (TRAINING_CHECK, _training_leakage),
+    (PROBE_TRAINING_CHECK, _probe_training_leakage),
+    (SEED_CHECK, _seed_ood),
+    (ROBUST_CHECK, _robust_outliers),
+    (PREDICTED_CHECK, _class_balance_predicted),
+    (LABELS_CHECK, _class_balance_labels),
+    (LABEL_ERRORS_CHECK, _label_errors),
+    (SPECTRAL_CHECK, _spectral_signatures),
+    (CLUSTERING_CHECK, _activation_clustering),
+)
 
 
 def _optional_matrix(rows: ArrayLike | None, d: int, what: str) -> FloatArray | None:
@@ -543,23 +574,3 @@ def _with_suite_summary(result: CheckResult, offsets: Mapping[str, tuple[int, in
         inside = (result.related >= offset) & (result.related < offset + count)
         per_suite[name] = {"offset": offset, "rows": count, "reference_rows": int(inside.sum())}
     return dataclasses.replace(result, summary={**result.summary, "suites": per_suite})
-
-
-def _n_classes(p: FloatArray | None, y: NDArray[np.int64] | None, priors: ArrayLike | None) -> int:
-    if p is not None:
-        return int(p.shape[1])
-    if priors is not None:
-        return int(np.asarray(priors).size)
-    if y is not None and len(y):
-        return int(y.max()) + 1
-    return 0
-
-
-def _groups(p: FloatArray | None, y: NDArray[np.int64] | None, n: int) -> NDArray[np.int64]:
-    """Classes for the poisoning checks: labels, else predicted classes (else unused)."""
-    if y is not None:
-        return y
-    if p is not None:
-        predicted: NDArray[np.int64] = np.argmax(p, axis=1).astype(np.int64)
-        return predicted
-    return np.zeros(n, dtype=np.int64)

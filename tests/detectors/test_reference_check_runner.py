@@ -108,6 +108,8 @@ def test_bad_inputs_and_settings_name_the_problem() -> None:
         run_reference_checks(x, training_set=np.zeros((5, 3)))
     with pytest.raises(ValueError, match="probe suite 'a' holds NaN"):
         run_reference_checks(x, probe_suites={"a": np.full((2, 8), np.nan)})
+    with pytest.raises(ValueError, match="labels must be < 2"):
+        run_reference_checks(x, labels=y, priors=[0.5, 0.5])
     with pytest.raises(ValueError, match="near_ratio must be a float in"):
         CheckSettings(near_ratio=2.0)
     with pytest.raises(ValueError, match="only names unknown checks"):
