@@ -33,14 +33,13 @@ from service.monitor.reference import (
     ReferenceError,
     ReferenceStore,
     find_signal,
-    load_source_array,
     read_reference,
 )
 from service.monitor.reference_check_report import format_json, format_table, render_plot
+from service.monitor.reference_sources import SourceError, open_source
 from service.monitor.signals import SignalError, SignalExtractor
 
 ConfigLoader = Callable[[Path], Any]
-_CHUNK_ROWS = 1024
 
 
 class CheckInputError(ValueError):
@@ -71,6 +70,15 @@ def add_reference_check_subcommand(
         type=Path,
         default=None,
         help="raw rows to transform as the signal does (with --config/--signal)",
+    )
+    check.add_argument(
+        "--column",
+        dest="columns",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --config/--signal: the CSV column, NDJSON field or .npz array of the raw "
+        "files (--from, --probe-suite, --training-set), as for `reference build`",
     )
     check.add_argument("--labels", type=Path, default=None, help="true class per row")
     check.add_argument(
@@ -123,7 +131,7 @@ def run_reference_check(args: argparse.Namespace, load_config: ConfigLoader) -> 
             priors=inputs.priors,
             settings=settings,
         )
-    except (CheckInputError, ReferenceError, EmbedderError, ValueError) as exc:
+    except (CheckInputError, ReferenceError, SourceError, EmbedderError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -172,8 +180,13 @@ def _load_inputs(args: argparse.Namespace, load_config: ConfigLoader) -> _Inputs
             embedder=OnnxEmbedder(settings.source.embedder) if settings.source.embedder else None,
         )
 
+        embedder_settings = settings.source.embedder
+        text = embedder_settings is not None and embedder_settings.tokenizer is not None
+
         def to_rows(path: Path) -> np.ndarray:
-            return _through_signal(extractor, path, settings.source.tensor)
+            return _through_signal(
+                extractor, path, text=text, columns=args.columns, tensor=settings.source.tensor
+            )
 
         if args.source is not None:
             out.vectors = to_rows(args.source)
@@ -245,29 +258,46 @@ def _is_reference_file(path: Path) -> bool:
 
 
 def _vectors_only(path: Path) -> np.ndarray:
-    """A vectors file as (n, d) float64: rows on the first axis, the rest flattened."""
-    array = load_source_array(path, "inputs")
+    """A vectors file as (n, d) float64: rows on the first axis, the rest flattened.
+
+    Read like `reference build` reads raw rows (`reference_sources`); a probe suite's
+    `inputs` array, or an .npz's `data` or only array.
+    """
+    source = open_source(path, text=False, tensor="inputs")
+    parts = [np.asarray(chunk) for chunk in source.chunks]
+    if not parts or source.total == 0:
+        raise CheckInputError(f"{path}: no rows")
+    array = np.concatenate(parts, axis=0)
     if array.dtype.kind not in "biuf":
         raise CheckInputError(f"{path}: numeric rows expected, got dtype {array.dtype}")
-    if array.ndim == 0 or array.shape[0] == 0:
-        raise CheckInputError(f"{path}: no rows")
     return np.asarray(array.reshape(array.shape[0], -1), dtype=np.float64)
 
 
-def _through_signal(extractor: SignalExtractor, path: Path, tensor: str) -> np.ndarray:
-    """Raw rows of a file (a probe suite's `inputs`, or the signal's tensor) as signal rows."""
-    raw = load_source_array(path, "inputs" if _is_probe_suite(path) else tensor)
-    if raw.ndim == 0 or raw.shape[0] == 0:
-        raise CheckInputError(f"{path}: no rows")
+def _through_signal(
+    extractor: SignalExtractor,
+    path: Path,
+    *,
+    text: bool,
+    columns: list[str],
+    tensor: str,
+) -> np.ndarray:
+    """Raw rows of a file (a probe suite's `inputs`, else as `reference build` reads them)
+    through the signal's transform and embedder."""
+    if _is_probe_suite(path):
+        columns = ["inputs"]
+    source = open_source(path, text=text, columns=columns, tensor=tensor)
     parts = []
-    for start in range(0, raw.shape[0], _CHUNK_ROWS):
-        chunk = raw[start : start + _CHUNK_ROWS]
+    first = 0
+    for chunk in source.chunks:
         try:
             parts.append(extractor.rows_from_tensor(chunk))
         except SignalError as exc:
             raise CheckInputError(
-                f"{path}: rows {start}..{start + len(chunk) - 1}: {exc} ({exc.reason})"
+                f"{path}: rows {first}..{first + len(chunk) - 1}: {exc} ({exc.reason})"
             ) from None
+        first += len(chunk)
+    if not parts:
+        raise CheckInputError(f"{path}: no rows")
     return np.concatenate(parts, axis=0)
 
 
