@@ -73,8 +73,9 @@ class CheckResult:
         One score per flagged row; higher means more suspicious (each check documents its
         scale).
     related
-        Per flagged row, the index of the row it was matched with (the kept twin of a
-        duplicate, the probe or training row it overlaps), -1 where there is none.
+        Per flagged row, what it was matched with: the kept twin of a duplicate, the probe
+        or training row it overlaps, the class the model suggests for a label error; -1
+        where there is none.
     row_scores
         The score of every row of the subject (for ranking, e.g. a removal budget), or None
         for checks that judge the set as a whole.
