@@ -261,8 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     from service.monitor.reference_check_cli import add_reference_check_subcommand
     from service.monitor.reference_cli import add_reference_subcommands
 
-    reference = add_reference_subcommands(commands, load_config=_load_or_exit)
-    add_reference_check_subcommand(reference, load_config=_load_or_exit)
+    reference_commands = add_reference_subcommands(commands, load_config=_load_or_exit)
+    add_reference_check_subcommand(reference_commands, load_config=_load_or_exit)
 
     from service.probes.cli import add_probes_subcommands
 

@@ -47,10 +47,11 @@ class CheckInputError(ValueError):
 
 
 def add_reference_check_subcommand(
-    reference: argparse.ArgumentParser, load_config: ConfigLoader
+    reference_commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    load_config: ConfigLoader,
 ) -> argparse.ArgumentParser:
-    """Adds `check` under the `reference` command that `add_reference_subcommands` made."""
-    check = _subcommands(reference).add_parser(
+    """Adds `check` beside `reference build` (`add_reference_subcommands` returns the set)."""
+    check = reference_commands.add_parser(
         "check",
         help="check a reference for duplicates, outliers, poisoning, label errors and leakage",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
@@ -355,14 +356,3 @@ def _describe(stored: Reference, path: Path | None) -> dict[str, object]:
         "created": stored.created,
         "source_sha256": stored.source_sha256,
     }
-
-
-def _subcommands(
-    parser: argparse.ArgumentParser,
-) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    # argparse offers no public way back to a parser's subcommands; `reference build` made
-    # them in reference_cli.py, and `check` belongs beside it.
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    raise ValueError(f"parser {parser.prog!r} has no subcommands to add `check` to")

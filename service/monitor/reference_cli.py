@@ -55,8 +55,11 @@ only records which version the rows came from.
 
 def add_reference_subcommands(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser], load_config: ConfigLoader
-) -> argparse.ArgumentParser:
-    """Adds `reference build` to the CLI; `load_config(path)` returns the root settings."""
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Adds `reference build` to the CLI and returns the `reference` subcommands' set.
+
+    `load_config(path)` returns the root settings.
+    """
     reference = subparsers.add_parser("reference", help="build and inspect reference samples")
     sub = reference.add_subparsers(dest="reference_command", required=True)
     build = sub.add_parser(
@@ -93,7 +96,7 @@ def add_reference_subcommands(
     )
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.set_defaults(func=lambda args: run_reference_build(args, load_config))
-    return reference
+    return sub
 
 
 def run_reference_build(args: argparse.Namespace, load_config: ConfigLoader) -> int:
