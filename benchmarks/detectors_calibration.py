@@ -3,9 +3,10 @@
     python -m benchmarks.detectors_calibration [--quick] [--json PATH]
 
 Every ERT-calibrated online detector (ours: RffMmdOnline, CVMOnline; alibi-detect's
-MMDDriftOnline with the PyTorch backend and CVMDriftOnline, through detectors.alibi) is
-fitted once on the same reference, at the same ERT, window and number of bootstrap streams
-(`mmd_bootstraps`, `cvm_bootstraps`: the same for both sides of a pair), then:
+MMDDriftOnline with the PyTorch backend and CVMDriftOnline, through
+benchmarks.alibi_adapters) is fitted once on the same reference, at the same ERT, window
+and number of bootstrap streams (`mmd_bootstraps`, `cvm_bootstraps`: the same for both
+sides of a pair), then:
 
 - run length with no drift: `runs` fresh N(0, I) streams, each fed until the first alarm;
   the mean must be within +-10 % of the ERT. Run length counts rows from the first row at
@@ -137,7 +138,7 @@ def delays(
 
 
 def alibi_detector(kind: str, cfg: dict[str, Any], ref: np.ndarray, ert: float) -> Any:
-    from detectors.alibi import AlibiOnlineDetector
+    from benchmarks.alibi_adapters import AlibiOnlineDetector
 
     bootstraps = cfg["mmd_bootstraps" if kind == "MMDDriftOnline" else "cvm_bootstraps"]
     return AlibiOnlineDetector(kind, ref, ert=ert, window_size=cfg["window"], seed=0,

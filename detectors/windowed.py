@@ -33,7 +33,7 @@ class TwoSampleOutcome(NamedTuple):
     threshold: float
 
 
-#: Former name, kept for detectors/alibi.py.
+#: Former name, kept for benchmarks/alibi_adapters.py.
 TestOutcome = TwoSampleOutcome
 TestOutcome.__test__ = False  # type: ignore[attr-defined]  # not a pytest test class
 

@@ -32,17 +32,17 @@ from prometheus_client.registry import Collector
 from service.admin.incident_routes import add_incident_routes
 from service.admin.receivers import add_receiver_routes
 from service.admin.server import AdminServer, build_admin_app
+from service.alerting.alert_book import CombinedAlertView, FiringAlertBook
+from service.alerting.engine import AlertEngine
+from service.alerting.history import ReadingHistory
+from service.alerting.incident_flow import IncidentFlow, ReceivedAlertIncidents
+from service.alerting.readings import DetectorReading, ProbeReading
 from service.config import OutriderSettings
 from service.dataplane.relay import Relay
-from service.hooks.alert_book import CombinedAlertView, FiringAlertBook
 from service.hooks.build import build_dispatcher
 from service.hooks.secret_source import read_secret
-from service.incident_flow import IncidentFlow, ReceivedAlertIncidents
-from service.monitor.alerts import AlertEngine
 from service.monitor.model_versions import upstream_version_lookup
 from service.monitor.pipeline import MonitorPipeline
-from service.monitor.reading_history import ReadingHistory
-from service.monitor.readings import DetectorReading, ProbeReading
 from service.monitor.reference import set_aside_unreadable_captures
 from service.retention import prune_probe_runs, remove_set_aside_files
 from service.store.checkpoints import CheckpointStore
@@ -53,7 +53,7 @@ from service.version import __version__
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from service.monitor.alerts import AlertTransition
+    from service.alerting.engine import AlertTransition
     from service.probes.scheduler import ProbeScheduler
 
 log = structlog.get_logger(__name__)

@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from service.alerting.settings import AlertRules
 from service.dataplane.settings import DataplaneSettings
 from service.hooks.settings import HooksSettings
-from service.monitor.alert_settings import AlertRules
 from service.monitor.settings import ModelSettings, MonitorSettings
 from service.probes.settings import ProbeSettings
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from service.alerting.incident_flow import INCIDENTS_PATH
 from service.store.incidents import (
     INCIDENT_STATUSES,
     IncidentStatus,
@@ -19,7 +20,6 @@ from service.store.incidents import (
     UnknownIncidentError,
 )
 
-INCIDENTS_PATH = "/incidents"
 MAX_LIMIT = 1000
 
 

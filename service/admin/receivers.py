@@ -18,11 +18,8 @@ from typing import Any, Protocol
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.hooks.alert_book import AlertView, FiringAlertBook
-from service.hooks.alertmanager import AlertmanagerIntake, AlertmanagerPayloadError
-from service.hooks.dispatcher import DispatchedAction, UnknownHookError
-from service.hooks.events import AlertEvent
-from service.hooks.gates import (
+from service.admin.alertmanager import AlertmanagerIntake, AlertmanagerPayloadError
+from service.admin.gates import (
     GateRequestError,
     Target,
     argo_metric,
@@ -30,6 +27,9 @@ from service.hooks.gates import (
     promotion_verdict,
     rollback_verdict,
 )
+from service.alerting.alert_book import AlertView, FiringAlertBook
+from service.alerting.events import AlertEvent
+from service.hooks.dispatcher import DispatchedAction, UnknownHookError
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from service.hooks.events import AlertEvent
+from service.alerting.events import AlertEvent
 
 #: Outcomes a hook itself reports.
 HookOutcome = Literal["success", "noop", "refused", "failed", "dry_run"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.alerting.events import AlertEvent
 from service.hooks.actions import HookResult
-from service.hooks.events import AlertEvent
 from service.hooks.kube_api import MERGE_PATCH, KubernetesApiError, rollout_path
 from service.hooks.kube_object_hook import KubernetesObjectHook
 from service.hooks.settings import ArgoRolloutsHookSettings

@@ -23,8 +23,8 @@ from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter
 
+from service.alerting.events import AlertEvent
 from service.hooks.actions import OUTCOMES, Hook, HookResult, Outcome
-from service.hooks.events import AlertEvent
 from service.hooks.recorder import ActionRecorder
 from service.hooks.settings import HookMatch
 

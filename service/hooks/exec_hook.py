@@ -9,8 +9,8 @@ import os
 import signal
 from typing import Any
 
+from service.alerting.events import AlertEvent
 from service.hooks.actions import HookResult
-from service.hooks.events import AlertEvent
 from service.hooks.settings import ExecHookSettings
 
 _OUTPUT_EXCERPT = 2048

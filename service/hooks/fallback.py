@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from service.alerting.events import AlertEvent
 from service.hooks.actions import HookResult
-from service.hooks.events import AlertEvent
 from service.hooks.settings import FallbackHookSettings
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Generic, Protocol, TypeVar
 
+from service.alerting.events import AlertEvent
 from service.hooks.actions import HookResult
-from service.hooks.events import AlertEvent
 from service.hooks.kube_api import KubernetesApi, KubernetesApiError
 
 

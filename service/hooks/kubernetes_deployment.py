@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.alerting.events import AlertEvent
 from service.hooks.actions import HookResult
 from service.hooks.deployment_rollback import RollbackPlanError, plan_rollback
-from service.hooks.events import AlertEvent
 from service.hooks.kube_api import (
     JSON_PATCH,
     KubernetesApiError,

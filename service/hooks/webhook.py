@@ -12,8 +12,8 @@ from typing import Any
 
 import aiohttp
 
+from service.alerting.events import AlertEvent
 from service.hooks.actions import HookResult
-from service.hooks.events import AlertEvent
 from service.hooks.secret_source import SecretUnavailableError, read_secret
 from service.hooks.settings import WebhookHookSettings
 

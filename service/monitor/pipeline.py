@@ -22,6 +22,7 @@ import numpy as np
 import structlog
 from prometheus_client.registry import CollectorRegistry
 
+from service.alerting.readings import DetectorReading, ReadingKey
 from service.dataplane.observation import RpcObservation
 from service.label_bounds import VersionLabels
 from service.monitor.decoding import DecodedCall, DecodeError, decode_observation
@@ -31,7 +32,6 @@ from service.monitor.error_counts import ThrottledCounter
 from service.monitor.model_versions import VersionResolver
 from service.monitor.monitored_detector import MonitoredDetector
 from service.monitor.rate_limit import TokenBucket
-from service.monitor.readings import DetectorReading, ReadingKey
 from service.monitor.reference import (
     Reference,
     ReferenceCapture,

@@ -26,7 +26,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
-from service.monitor.readings import ProbeReading
+from service.alerting.readings import ProbeReading
 from service.oip.client import InferenceClient
 from service.oip.codec import TensorError
 from service.probes.black_box import run_async

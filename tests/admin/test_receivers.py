@@ -17,9 +17,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from service.admin.receivers import add_receiver_routes
+from service.alerting.events import AlertEvent
 from service.hooks.actions import HookResult
 from service.hooks.dispatcher import ConfiguredHook, HookDispatcher
-from service.hooks.events import AlertEvent
 from service.hooks.recorder import InMemoryActionRecorder
 from tests.support.waiting import on_event_loop
 
@@ -262,7 +262,7 @@ class ThreadNotingSink(Sink):
 async def test_prepare_runs_off_the_event_loop_and_its_event_is_submitted_on_it(
     make_client: Callable[..., Any],
 ) -> None:
-    from service.hooks.alert_book import FiringAlertBook
+    from service.alerting.alert_book import FiringAlertBook
 
     sink, book = ThreadNotingSink(), FiringAlertBook()
     prepared_on_loop: list[bool] = []
@@ -547,7 +547,7 @@ async def test_manual_rollback_runs_the_hook_and_records_it(
 
 
 async def test_received_alerts_feed_the_flagger_gate() -> None:
-    from service.hooks.alert_book import CombinedAlertView, FiringAlertBook
+    from service.alerting.alert_book import CombinedAlertView, FiringAlertBook
 
     book = FiringAlertBook()
     engine = FiringAlerts()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from service.hooks.events import AlertEvent
+from service.alerting.events import AlertEvent
 from service.hooks.exec_hook import ExecHook
 from service.hooks.fallback import FallbackHook
 from service.hooks.settings import ExecHookSettings, FallbackHookSettings

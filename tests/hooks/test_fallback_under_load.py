@@ -21,10 +21,10 @@ import pytest
 import tritonclient.grpc.aio as triton
 from prometheus_client import CollectorRegistry
 
+from service.alerting.events import AlertEvent
 from service.dataplane.relay import Relay
 from service.dataplane.settings import DataplaneSettings, UpstreamSettings
 from service.hooks.dispatcher import ConfiguredHook, HookDispatcher
-from service.hooks.events import AlertEvent
 from service.hooks.fallback import FallbackHook
 from service.hooks.recorder import InMemoryActionRecorder
 from service.hooks.settings import FallbackHookSettings

@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 import pytest
 from prometheus_client import CollectorRegistry
 
+from service.alerting.events import AlertEvent
 from service.hooks.actions import HookResult
 from service.hooks.dispatcher import ConfiguredHook, HookDispatcher, UnknownHookError
-from service.hooks.events import AlertEvent
 from service.hooks.recorder import InMemoryActionRecorder, RecordedAction
 from service.hooks.settings import HookMatch
 

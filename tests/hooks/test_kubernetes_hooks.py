@@ -19,10 +19,10 @@ from kube_objects import (
     rollout,
 )
 
+from service.alerting.events import AlertEvent
 from service.hooks.actions import Hook, HookResult
 from service.hooks.argo_rollouts import ArgoRolloutsHook
 from service.hooks.build import kubernetes_api_for
-from service.hooks.events import AlertEvent
 from service.hooks.kserve import KServeHook
 from service.hooks.kube_api import KubernetesApi, KubernetesApiError
 from service.hooks.kube_http import HttpKubernetesApi

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from service.hooks.events import AlertEvent
+from service.alerting.events import AlertEvent
 from service.hooks.settings import SecretSource, WebhookHookSettings
 from service.hooks.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, WebhookHook, sign_body
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from service.alerting.readings import DetectorReading
 from service.monitor.pipeline import MonitorPipeline
-from service.monitor.readings import DetectorReading
 from service.monitor.reference import ReferenceError, ReferenceMismatch, ReferenceStore
 from service.monitor.settings import PipelineSettings
 from service.store.checkpoints import CheckpointStore

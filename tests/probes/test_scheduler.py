@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from service.monitor.readings import ProbeReading
+from service.alerting.readings import ProbeReading
 from service.probes.builder import BuildOptions, build_suite
 from service.probes.run_store import RunStore, run_store_path
 from service.probes.scheduler import ProbeScheduler

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
-from service.monitor.alert_settings import AlertRuleSettings
-from service.monitor.alerts import AlertEngine
-from service.monitor.readings import DetectorReading
+from service.alerting.engine import AlertEngine
+from service.alerting.readings import DetectorReading
+from service.alerting.settings import AlertRuleSettings
 from service.store import checkpoints
 from service.store.checkpoints import CheckpointError, CheckpointStore
 

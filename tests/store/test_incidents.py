@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
+from service.alerting.engine import AlertEngine, AlertTransition
+from service.alerting.readings import DetectorReading
+from service.alerting.settings import AlertRuleSettings
 from service.hooks.recorder import ActionRecorder
-from service.monitor.alert_settings import AlertRuleSettings
-from service.monitor.alerts import AlertEngine, AlertTransition
-from service.monitor.readings import DetectorReading
 from service.store.incidents import (
     IncidentStore,
     IncidentStoreError,

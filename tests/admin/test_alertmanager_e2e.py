@@ -27,8 +27,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from service.admin.receivers import add_receiver_routes
+from service.alerting.events import AlertEvent
 from service.hooks.dispatcher import ConfiguredHook, HookDispatcher
-from service.hooks.events import AlertEvent
 from service.hooks.fallback import FallbackHook
 from service.hooks.recorder import InMemoryActionRecorder
 from service.hooks.settings import FallbackHookSettings, HookMatch

@@ -12,9 +12,9 @@ from prometheus_client import CollectorRegistry
 from pydantic import TypeAdapter, ValidationError
 from structlog.testing import capture_logs
 
-from service.monitor.alert_settings import AlertRules, AlertRuleSettings, parse_duration
-from service.monitor.alerts import AlertEngine, AlertTransition, condition_value
-from service.monitor.readings import DetectorReading, ProbeReading, ReadingKey
+from service.alerting.engine import AlertEngine, AlertTransition, condition_value
+from service.alerting.readings import DetectorReading, ProbeReading, ReadingKey
+from service.alerting.settings import AlertRules, AlertRuleSettings, parse_duration
 
 RULES = TypeAdapter(AlertRules)
 

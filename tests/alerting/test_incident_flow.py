@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from service.hooks.events import AlertEvent
-from service.incident_flow import IncidentFlow, ReceivedAlertIncidents, incident_path
-from service.monitor.alert_settings import AlertRuleSettings
-from service.monitor.alerts import AlertEngine
-from service.monitor.reading_history import ReadingHistory
-from service.monitor.readings import DetectorReading
+from service.alerting.engine import AlertEngine
+from service.alerting.events import AlertEvent
+from service.alerting.history import ReadingHistory
+from service.alerting.incident_flow import IncidentFlow, ReceivedAlertIncidents, incident_path
+from service.alerting.readings import DetectorReading
+from service.alerting.settings import AlertRuleSettings
 from service.store.incidents import IncidentStore
 from service.store.state_dir import prepare_state_dir
 

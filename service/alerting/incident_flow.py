@@ -10,19 +10,29 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 
-from service.admin.incident_routes import INCIDENTS_PATH
-from service.hooks.dispatcher import HookDispatcher
-from service.hooks.events import AlertEvent
-from service.monitor.alerts import AlertTransition
-from service.monitor.incident_plot import render_alert_plot
-from service.monitor.reading_history import ReadingHistory
+from service.alerting.engine import AlertTransition
+from service.alerting.events import AlertEvent
+from service.alerting.history import ReadingHistory
+from service.alerting.incident_plot import render_alert_plot
 from service.store.incidents import IncidentStore
 from service.store.state_dir import StateDir
 
 log = structlog.get_logger(__name__)
+
+INCIDENTS_PATH = "/incidents"
+"""Where the admin server serves incidents; hooks get links below it."""
+
+
+class EventSubmitter(Protocol):
+    """Where alert events go next (the hook dispatcher): queue one, never wait."""
+
+    def submit(self, event: AlertEvent) -> bool:
+        """Queue `event`; False when the queue is full."""
+        ...
 
 
 def incident_path(incident_id: int) -> str:
@@ -121,13 +131,12 @@ class ReceivedAlertIncidents:
     def __init__(
         self,
         store: IncidentStore,
-        dispatcher: HookDispatcher,
+        dispatcher: EventSubmitter,
         incident_url: Callable[[int], str] = incident_path,
     ) -> None:
         self.store = store
         self._dispatcher = dispatcher
         self._incident_url = incident_url
-        self.run_manual = dispatcher.run_manual
 
     def submit(self, event: AlertEvent) -> bool:
         return self._dispatcher.submit(self.with_incident(event))

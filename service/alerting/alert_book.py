@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Protocol
 
-from service.hooks.events import AlertEvent
+from service.alerting.events import AlertEvent
 
 
 class AlertView(Protocol):

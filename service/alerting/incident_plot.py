@@ -16,8 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import DateFormatter, date2num
 from matplotlib.figure import Figure
 
-from service.monitor.alerts import AlertTransition
-from service.monitor.reading_history import ReadingHistory, ReadingSeries
+from service.alerting.engine import AlertTransition
+from service.alerting.history import ReadingHistory, ReadingSeries
 
 # Matplotlib's date axis counts days from its epoch; Unix seconds map onto it linearly.
 _UNIX_EPOCH_DAYS = float(

@@ -30,14 +30,14 @@ import structlog
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from service.hooks.events import AlertEvent
-from service.monitor.alert_settings import (
+from service.alerting.events import AlertEvent
+from service.alerting.readings import DetectorReading, ProbeReading, Reading, ReadingKey
+from service.alerting.settings import (
     AlertRuleSettings,
     OodRatioAbove,
     PValueBelow,
     ScoreAbove,
 )
-from service.monitor.readings import DetectorReading, ProbeReading, Reading, ReadingKey
 
 AlertState = Literal["inactive", "pending", "firing"]
 TransitionKind = Literal["pending", "firing", "resolved", "inactive"]

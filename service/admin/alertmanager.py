@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service.hooks.events import AlertEvent
+from service.alerting.events import AlertEvent
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from service.hooks.events import AlertEvent
+from service.alerting.events import AlertEvent
 
 #: Severities that make Flagger roll back.
 ROLLBACK_SEVERITIES = frozenset({"critical"})

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.monitor.alert_settings import AlertRuleSettings
-from service.monitor.alerts import AlertEngine, AlertTransition
-from service.monitor.incident_plot import render_incident_plot
-from service.monitor.reading_history import ReadingHistory
-from service.monitor.readings import DetectorReading, ProbeReading, ReadingKey
+from service.alerting.engine import AlertEngine, AlertTransition
+from service.alerting.history import ReadingHistory
+from service.alerting.incident_plot import render_incident_plot
+from service.alerting.readings import DetectorReading, ProbeReading, ReadingKey
+from service.alerting.settings import AlertRuleSettings
 from service.store.incidents import IncidentStore
 from service.store.state_dir import prepare_state_dir
 
@@ -160,7 +160,7 @@ def test_firing_alert_gets_an_incident_with_its_plot(tmp_path: Path) -> None:
     """The flow the app wires: history and engine fed together; on firing, incident then plot."""
     import asyncio
 
-    from service.incident_flow import IncidentFlow
+    from service.alerting.incident_flow import IncidentFlow
 
     state = prepare_state_dir(tmp_path / "state")
     store = IncidentStore(state.incidents_db)
@@ -216,7 +216,7 @@ def test_firing_alert_gets_an_incident_with_its_plot(tmp_path: Path) -> None:
 
 def test_the_title_shows_the_version_as_labelled() -> None:
     """Was `digits vv1` for a version labelled `v1`."""
-    from service.monitor.incident_plot import alert_plot_title
+    from service.alerting.incident_plot import alert_plot_title
 
     assert alert_plot_title("Drift", "page", "digits", "v1", "input/ks") == (
         "Drift (page): digits version v1 input/ks"
@@ -224,7 +224,7 @@ def test_the_title_shows_the_version_as_labelled() -> None:
 
 
 def test_traffic_gaps_break_the_line() -> None:
-    from service.monitor.incident_plot import break_at_gaps
+    from service.alerting.incident_plot import break_at_gaps
 
     times = np.array([0.0, 1.0, 2.0, 3.0, 60.0, 61.0, 62.0])
     stamps, (score,) = break_at_gaps(times, np.arange(7.0))

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from service.monitor.readings import DetectorReading, ProbeReading, Reading, ReadingKey
+from service.alerting.readings import DetectorReading, ProbeReading, Reading, ReadingKey
 
 SeriesKind = Literal["detector", "probe"]
 STATE_FORMAT_VERSION = 1

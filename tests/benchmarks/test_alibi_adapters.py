@@ -1,4 +1,4 @@
-"""detectors.alibi: alibi-detect behind our API (runs in /work/venv-alibi; skipped without it)."""
+"""benchmarks.alibi_adapters: alibi-detect behind our API (skipped where it is not installed)."""
 
 from __future__ import annotations
 
@@ -22,14 +22,14 @@ def _quiet() -> None:
 
 @pytest.mark.skipif(HAVE_ALIBI, reason="alibi-detect is installed")
 def test_missing_alibi_names_the_extra() -> None:
-    from detectors.alibi import AlibiDetector
+    from benchmarks.alibi_adapters import AlibiDetector
 
     with pytest.raises(ImportError, match=r"outrider\[alibi\]"):
         AlibiDetector("KSDrift")
 
 
 def test_unknown_detector_lists_valid_names() -> None:
-    from detectors.alibi import AlibiDetector, AlibiOnlineDetector
+    from benchmarks.alibi_adapters import AlibiDetector, AlibiOnlineDetector
 
     with pytest.raises(ValueError, match=r"detector must be one of \['KSDrift'"):
         AlibiDetector("KSDrif")
@@ -39,8 +39,8 @@ def test_unknown_detector_lists_valid_names() -> None:
 
 @needs_alibi
 def test_ks_adapter_matches_scipy_asymptotic_p_values_and_window_timing() -> None:
+    from benchmarks.alibi_adapters import AlibiDetector
     from detectors import KSDrift
-    from detectors.alibi import AlibiDetector
 
     rng = np.random.default_rng(1)  # seed 0 gives a false alarm in the first window
     ref = rng.normal(size=(300, 3))
@@ -69,7 +69,7 @@ def test_ks_adapter_matches_scipy_asymptotic_p_values_and_window_timing() -> Non
 
 @needs_alibi
 def test_two_sample_adapter_rejects_nan_rows_and_round_trips_state() -> None:
-    from detectors.alibi import AlibiDetector
+    from benchmarks.alibi_adapters import AlibiDetector
 
     rng = np.random.default_rng(1)
     ref = rng.normal(size=(200, 2))
@@ -96,7 +96,7 @@ def test_two_sample_adapter_rejects_nan_rows_and_round_trips_state() -> None:
 
 @needs_alibi
 def test_mmd_adapter_is_repeatable_with_a_seed() -> None:
-    from detectors.alibi import AlibiDetector
+    from benchmarks.alibi_adapters import AlibiDetector
 
     rng = np.random.default_rng(2)
     ref = rng.normal(size=(100, 4))
@@ -117,7 +117,7 @@ def test_mmd_adapter_is_repeatable_with_a_seed() -> None:
 
 @needs_alibi
 def test_cvm_online_adapter_detects_a_mean_shift_and_resets() -> None:
-    from detectors.alibi import AlibiOnlineDetector
+    from benchmarks.alibi_adapters import AlibiOnlineDetector
 
     rng = np.random.default_rng(3)
     ref = rng.normal(size=(300, 2))
@@ -151,7 +151,7 @@ def test_cvm_online_adapter_detects_a_mean_shift_and_resets() -> None:
 
 @needs_alibi
 def test_mmd_online_adapter_flags_a_large_shift_without_history_growth() -> None:
-    from detectors.alibi import AlibiOnlineDetector
+    from benchmarks.alibi_adapters import AlibiOnlineDetector
 
     rng = np.random.default_rng(4)
     ref = rng.normal(size=(100, 3))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from service.hooks.alert_book import CombinedAlertView, FiringAlertBook
-from service.hooks.events import AlertEvent
+from service.alerting.alert_book import CombinedAlertView, FiringAlertBook
+from service.alerting.events import AlertEvent
 
 T0 = datetime(2026, 11, 23, 18, 0, tzinfo=timezone.utc)
 
