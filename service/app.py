@@ -34,9 +34,9 @@ from service.admin.receivers import add_receiver_routes
 from service.admin.server import AdminServer, build_admin_app
 from service.alerting.alert_book import CombinedAlertView, FiringAlertBook
 from service.alerting.engine import AlertEngine
-from service.alerting.history import ReadingHistory
 from service.alerting.incident_flow import IncidentFlow, ReceivedAlertIncidents
-from service.alerting.readings import DetectorReading, ProbeReading
+from service.alerting.reading_store import ReadingStore
+from service.alerting.readings import Reading
 from service.config import OutriderSettings
 from service.dataplane.relay import Relay
 from service.hooks.build import build_dispatcher
@@ -53,7 +53,7 @@ from service.version import __version__
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from service.alerting.engine import AlertTransition
+    from service.alerting.instances import AlertTransition
     from service.probes.scheduler import ProbeScheduler
 
 log = structlog.get_logger(__name__)
@@ -103,27 +103,15 @@ class OutriderApp:
             registry=self.registry,
         ).set_function(self.incidents.count_open)
         self.checkpoints = CheckpointStore(self.state_dir.checkpoints)
-        self.history = ReadingHistory()
+        self.readings = ReadingStore()
+        self.readings.subscribe(self._note_version)
         self._alert_lock = threading.Lock()
         self.alerts = AlertEngine(
             settings.alerts,
             registry=self.registry,
             on_transition=self._on_transition,
             stale_after=settings.alert_stale_after_seconds,
-        )
-        # An incident that could not be committed (a full disk) is retried each round; an
-        # operator sees it here instead of an alert firing with no incident.
-        Gauge(
-            "outrider_alert_transitions_undelivered",
-            "Alert transitions waiting for their incident to be recorded (retried each round).",
-            registry=self.registry,
-        ).set_function(lambda: self.alerts.undelivered)
-        self.registry.register(
-            _CountFunction(
-                "outrider_alert_transition_failures",
-                "Failed attempts to record an alert transition (incident, hooks).",
-                lambda: self.alerts.callback_failures,
-            )
+            readings=self.readings,
         )
         upstream = settings.dataplane.upstream
         # Requests that name no version get the one the upstream's ModelMetadata reports
@@ -140,7 +128,7 @@ class OutriderApp:
             settings,
             registry=self.registry,
             state_dir=self.state_dir.root,
-            on_reading=self._on_reading,
+            sink=self.readings,
             version_lookup=version_lookup,
         )
         self.relay = Relay(settings.dataplane, registry=self.registry, sink=self.pipeline)
@@ -163,14 +151,11 @@ class OutriderApp:
 
     # -- callbacks from the monitor and the alert engine -----------------------------------
 
-    def _on_reading(self, reading: DetectorReading | ProbeReading) -> None:
-        self.history.append(reading)
-        self.alerts.observe(reading)
-        if isinstance(reading, DetectorReading):
-            self._note_version(reading.model, reading.version)
-
-    def _note_version(self, model: str, version: str) -> None:
+    def _note_version(self, reading: Reading) -> None:
         """Tells the probe scheduler about versions seen in traffic (it runs suites on new ones)."""
+        if reading.kind not in ("drift", "ood"):
+            return
+        model, version = reading.model, reading.version
         key = (model, version)
         if self.probes is None or self._loop is None or key in self._versions_seen:
             return
@@ -207,7 +192,7 @@ class OutriderApp:
         loop = self._loop = asyncio.get_running_loop()
         self._flow = IncidentFlow(
             self.incidents,
-            self.history,
+            self.readings.history,
             self.state_dir,
             submit_event=self.dispatcher.submit,
             loop=loop,
@@ -314,7 +299,7 @@ class OutriderApp:
                 target=self.settings.probes.target or f"{upstream.host}:{upstream.port}",
                 registry=self.registry,
                 state_dir=self.state_dir.root,
-                on_reading=self._on_reading,
+                sink=self.readings,
             )
             await self.probes.start()
         except Exception as error:  # probes must never take the relay down with them
@@ -420,7 +405,7 @@ class OutriderApp:
                     "format": _CHECKPOINT_FORMAT,
                     "pipeline": self.pipeline.state_dict(),
                     "alerts": self.alerts.state_dict(),
-                    "history": self.history.state_dict(),
+                    "history": self.readings.state_dict(),
                 }
             self.checkpoints.save(CHECKPOINT_NAME, state)
         except Exception:  # the next interval tries again; traffic is unaffected
@@ -437,7 +422,7 @@ class OutriderApp:
                 )
             skipped = self.pipeline.load_state_dict(state["pipeline"])
             self.alerts.load_state_dict(state["alerts"])
-            self.history.load_state_dict(state["history"])
+            self.readings.load_state_dict(state["history"])
         except Exception as error:  # incompatible: set aside, start fresh, never crash-loop
             log.warning("checkpoint_incompatible", error=str(error))
             self.checkpoints.set_aside(CHECKPOINT_NAME, reason=str(error))

@@ -7,18 +7,19 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from service.alerting.readings import DetectorReading, ProbeReading, Reading, ReadingKey
+from service.alerting.readings import SOURCE_KINDS, Reading, ReadingKey, SourceKind
 
-SeriesKind = Literal["detector", "probe"]
 STATE_FORMAT_VERSION = 1
+# Checkpoints written before readings had kinds call every detector stream "detector".
+_FORMER_KINDS: dict[str, SourceKind] = {"detector": "drift"}
 _FIELDS = ("timestamp", "score", "threshold", "p_value", "ood_ratio", "flagged")
 
 # One stored point: timestamp, score, threshold, p-value, OOD ratio (NaN when missing),
-# and whether the detector flagged drift (or the probe a regression).
+# and the reading's verdict (drift detected, a probe regression, ...).
 _Point = tuple[float, float, float, float, float, bool]
 
 
@@ -26,12 +27,12 @@ _Point = tuple[float, float, float, float, float, bool]
 class ReadingSeries:
     """One stream's readings over time as arrays (NaN where a reading had no value).
 
-    For probe streams `score` is the accuracy, `threshold` the baseline accuracy and
-    `flagged` the regression verdict.
+    `flagged` is the readings' verdict; for probe streams `score` is the accuracy and
+    `threshold` the baseline accuracy.
     """
 
     key: ReadingKey
-    kind: SeriesKind
+    kind: SourceKind
     timestamp: np.ndarray
     score: np.ndarray
     threshold: np.ndarray
@@ -48,22 +49,19 @@ def _nan(value: float | None) -> float:
 
 
 def _point(reading: Reading) -> _Point:
-    if isinstance(reading, DetectorReading):
-        return (reading.timestamp, _nan(reading.score), _nan(reading.threshold),
-                _nan(reading.p_value), _nan(reading.ood_ratio), reading.drift_detected)
-    return (reading.timestamp, _nan(reading.accuracy), _nan(reading.baseline_accuracy),
-            _nan(reading.p_value), math.nan, reading.regression)
+    return (reading.timestamp, _nan(reading.score), _nan(reading.threshold),
+            _nan(reading.p_value), _nan(reading.value("ood_ratio")), reading.verdict)
 
 
 def _idle_repeat(reading: Reading, last: _Point | None) -> bool:
     """A time-window reading re-read without traffic: empty window, last outcome repeated.
 
     The monitor re-reads time-windowed detectors every second when no traffic comes, so
-    their windows move on; such a reading repeats the last completed window's outcome and
-    is no new evidence. (A window that just completed also has an empty window, but a new
-    outcome.)
+    their windows move on (its readings carry `window_fill` evidence); such a reading
+    repeats the last completed window's outcome and is no new evidence. (A window that just
+    completed also has an empty window, but a new outcome.)
     """
-    if not isinstance(reading, DetectorReading) or reading.window_fill != 0.0 or last is None:
+    if reading.value("window_fill") != 0.0 or last is None:
         return False
     point = _point(reading)
     return all(
@@ -90,21 +88,20 @@ class ReadingHistory:
         self.max_points = max_points
         self._lock = threading.Lock()
         self._streams: dict[ReadingKey, deque[_Point]] = {}
-        self._kinds: dict[ReadingKey, SeriesKind] = {}
+        self._kinds: dict[ReadingKey, SourceKind] = {}
         self._last_evidence: dict[ReadingKey, _Point] = {}  # latest point that was no gap
 
     def append(self, reading: Reading) -> bool:
         """Add a reading; False when it was ignored as older than the stream's newest."""
-        if not isinstance(reading, DetectorReading | ProbeReading):
-            raise TypeError(f"expected a DetectorReading or ProbeReading, got {type(reading)!r}")
-        kind: SeriesKind = "detector" if isinstance(reading, DetectorReading) else "probe"
+        if not isinstance(reading, Reading):
+            raise TypeError(f"expected a Reading, got {type(reading)!r}")
         point = _point(reading)
         with self._lock:
             if _idle_repeat(reading, self._last_evidence.get(reading.key)):
                 point = (point[0], math.nan, math.nan, math.nan, math.nan, False)
-            return self._add(reading.key, kind, point)
+            return self._add(reading.key, reading.kind, point)
 
-    def _add(self, key: ReadingKey, kind: SeriesKind, point: _Point) -> bool:
+    def _add(self, key: ReadingKey, kind: SourceKind, point: _Point) -> bool:
         points = self._streams.get(key)
         if points is None:
             points = self._streams[key] = deque(maxlen=self.max_points)
@@ -130,7 +127,7 @@ class ReadingHistory:
         """The stream's readings with `since <= timestamp <= until` (empty if none)."""
         with self._lock:
             points = list(self._streams.get(key, ()))
-            kind = self._kinds.get(key, "probe" if key.detector == "" else "detector")
+            kind = self._kinds.get(key, "probe" if key.detector == "" else "drift")
         low = -math.inf if since is None else since
         high = math.inf if until is None else until
         points = [point for point in points if low <= point[0] <= high]
@@ -147,7 +144,7 @@ class ReadingHistory:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """Every stream as arrays (a checkpoint); top dimensions and request ids are not kept."""
+        """Every stream as arrays (a checkpoint); evidence beyond the OOD ratio is not kept."""
         with self._lock:
             keys = sorted(self._streams)
             streams: dict[str, Any] = {}
@@ -155,7 +152,7 @@ class ReadingHistory:
                 points = self._streams[key]
                 columns = list(zip(*points, strict=True))
                 stream: dict[str, Any] = {
-                    "model": key.model, "version": key.version, "source": key.source,
+                    "model": key.model, "version": key.version, "source": key.signal,
                     "detector": key.detector, "kind": self._kinds[key],
                 }
                 for name, column in zip(_FIELDS, columns, strict=True):
@@ -177,13 +174,13 @@ class ReadingHistory:
         streams = state.get("streams", {})
         if not isinstance(streams, Mapping):
             raise ValueError("reading history 'streams' must be a mapping")
-        restored: list[tuple[ReadingKey, SeriesKind, list[_Point]]] = []
+        restored: list[tuple[ReadingKey, SourceKind, list[_Point]]] = []
         for index, raw in streams.items():
             try:
                 key = ReadingKey(str(raw["model"]), str(raw["version"]), str(raw["source"]),
                                  str(raw["detector"]))
-                kind = raw["kind"]
-                if kind not in ("detector", "probe"):
+                kind = _FORMER_KINDS.get(str(raw["kind"]), raw["kind"])
+                if kind not in SOURCE_KINDS:
                     raise ValueError(f"kind {kind!r}")
                 columns = [np.asarray(raw[name]).reshape(-1) for name in _FIELDS]
                 if len({len(column) for column in columns}) != 1:

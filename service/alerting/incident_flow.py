@@ -14,10 +14,10 @@ from typing import Protocol
 
 import structlog
 
-from service.alerting.engine import AlertTransition
 from service.alerting.events import AlertEvent
 from service.alerting.history import ReadingHistory
 from service.alerting.incident_plot import render_alert_plot
+from service.alerting.instances import AlertTransition
 from service.store.incidents import IncidentStore
 from service.store.state_dir import StateDir
 
@@ -41,11 +41,11 @@ def incident_path(incident_id: int) -> str:
 
 
 class IncidentFlow:
-    """The `on_transition` callback of the alert engine.
+    """The outbox's handler of alert transitions (the alert engine's `on_transition`).
 
-    When a commit fails (a full disk), the exception goes back to the engine, which keeps
+    When a commit fails (a full disk), the exception goes back to the outbox, which keeps
     the transition and calls again on later evaluations, in order per alert instance (see
-    `AlertEngine`). Every step is safe to repeat: `open_incident` returns the instance's
+    `service.alerting.outbox`). Every step is safe to repeat: `open_incident` returns the instance's
     open incident instead of a second one, a resolved incident keeps its first end time,
     and the dispatcher runs one action per incident and phase. An alert that fired and
     resolved while the store was down therefore gets its incident opened and then resolved

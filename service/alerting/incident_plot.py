@@ -16,8 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import DateFormatter, date2num
 from matplotlib.figure import Figure
 
-from service.alerting.engine import AlertTransition
 from service.alerting.history import ReadingHistory, ReadingSeries
+from service.alerting.instances import AlertTransition
 
 # Matplotlib's date axis counts days from its epoch; Unix seconds map onto it linearly.
 _UNIX_EPOCH_DAYS = float(
@@ -156,7 +156,7 @@ def render_alert_plot(
     since = min(instance.active_since, fired_at) - before
     until = (transition.at if ended_at is None else ended_at) + after
     key = instance.key
-    where = f"{key.source}" if key.detector == "" else f"{key.source}/{key.detector}"
+    where = f"{key.signal}" if key.detector == "" else f"{key.signal}/{key.detector}"
     return render_incident_plot(
         path,
         history.series(key, since=since, until=until),

@@ -16,10 +16,18 @@ Example (YAML)::
         severity: warning
         condition: {ood_ratio_above: 0.2}
         for: 30s
+      - name: AccuracyDropped            # any reading kind, any named value
+        selector: {kind: performance}
+        condition: {value: score, below: 0.9}
+
+A condition looks at a reading's verdict or at one of its named values (score, threshold,
+p_value, or an evidence value such as ood_ratio), whatever room published it; the
+selector's `kind` says which kinds of reading a rule watches.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import string
 from typing import Annotated, Literal
@@ -33,14 +41,17 @@ from pydantic import (
     Field,
     Tag,
     field_validator,
+    model_validator,
 )
+
+from service.alerting.readings import SOURCE_KINDS
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_:.-]*$")
 
 TEMPLATE_FIELDS = frozenset(
-    {"alert", "severity", "model", "version", "signal", "detector", "value", "score",
+    {"alert", "severity", "kind", "model", "version", "signal", "detector", "value", "score",
      "threshold", "p_value", "ood_ratio"}
 )
 """Placeholders an annotation may use, e.g. ``"{model} drifted"``."""
@@ -91,10 +102,17 @@ Template = Annotated[str | None, AfterValidator(_check_template)]
 
 
 class AlertSelector(BaseModel):
-    """Which detector (or probe) streams a rule watches; each field is an exact name or a glob."""
+    """Which reading streams a rule watches; each field is an exact name or a glob."""
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: str | None = Field(
+        default=None,
+        description="Reading kind, exact or glob: "
+        + ", ".join(SOURCE_KINDS)
+        + ". Default: drift and ood, probe for probe_regression, every kind for verdict and "
+        "{value: ...}.",
+    )
     model: str = Field(
         default="*", description="Model name, exact or glob (fnmatch); '*' matches any."
     )
@@ -103,8 +121,17 @@ class AlertSelector(BaseModel):
         description="Signal name (or probe suite name for probe_regression), exact or glob.",
     )
     detector: str = Field(
-        default="*", description="Detector name, exact or glob; ignored for probe_regression."
+        default="*",
+        description="Detector name, exact or glob; ignored for readings without a detector "
+        "(probes).",
     )
+
+    @field_validator("kind")
+    @classmethod
+    def _kind_matches_a_kind(cls, kind: str | None) -> str | None:
+        if kind is not None and not any(fnmatch.fnmatchcase(k, kind) for k in SOURCE_KINDS):
+            raise ValueError(f"kind {kind!r} matches no reading kind; kinds: {list(SOURCE_KINDS)}")
+        return kind
 
 
 class ScoreAbove(BaseModel):
@@ -133,10 +160,31 @@ class OodRatioAbove(BaseModel):
     )
 
 
-_CONDITION_KEYS = ("score_above", "p_value_below", "ood_ratio_above")
+class ValueBeyond(BaseModel):
+    """Condition: one named value of the reading strictly above, or below, a limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="score, threshold, p_value, or the name of an evidence value (ood_ratio, "
+        "window_fill, ...).",
+    )
+    above: float | None = Field(default=None, description="Fires while the value > this.")
+    below: float | None = Field(default=None, description="Fires while the value < this.")
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> ValueBeyond:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of above or below")
+        return self
+
+
+_CONDITION_KEYS = ("score_above", "p_value_below", "ood_ratio_above", "value")
 _CONDITION_HELP = (
-    "a condition is one of: drift_detected | probe_regression | {score_above: x} "
-    "| {p_value_below: alpha} | {ood_ratio_above: y}"
+    "a condition is one of: drift_detected | probe_regression | verdict | {score_above: x} "
+    "| {p_value_below: alpha} | {ood_ratio_above: y} | {value: name, above: x} "
+    "| {value: name, below: x}"
 )
 
 
@@ -148,17 +196,18 @@ def _condition_tag(value: object) -> str | None:
         keys = [key for key in _CONDITION_KEYS if key in value]
         return keys[0] if len(keys) == 1 else None
     for model, tag in ((ScoreAbove, "score_above"), (PValueBelow, "p_value_below"),
-                       (OodRatioAbove, "ood_ratio_above")):
+                       (OodRatioAbove, "ood_ratio_above"), (ValueBeyond, "value")):
         if isinstance(value, model):
             return tag
     return None
 
 
 Condition = Annotated[
-    Annotated[Literal["drift_detected", "probe_regression"], Tag("flag")]
+    Annotated[Literal["drift_detected", "probe_regression", "verdict"], Tag("flag")]
     | Annotated[ScoreAbove, Tag("score_above")]
     | Annotated[PValueBelow, Tag("p_value_below")]
-    | Annotated[OodRatioAbove, Tag("ood_ratio_above")],
+    | Annotated[OodRatioAbove, Tag("ood_ratio_above")]
+    | Annotated[ValueBeyond, Tag("value")],
     Discriminator(
         _condition_tag, custom_error_type="invalid_condition", custom_error_message=_CONDITION_HELP
     ),
@@ -176,7 +225,7 @@ class AlertAnnotations(BaseModel):
 
 
 class AlertRuleSettings(BaseModel):
-    """One alert rule: a condition over detector or probe readings, held for a duration."""
+    """One alert rule: a condition over readings, held for a duration."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -193,8 +242,9 @@ class AlertRuleSettings(BaseModel):
     )
     condition: Condition = Field(
         description=(
-            "drift_detected | probe_regression | {score_above: x} | {p_value_below: alpha} "
-            "| {ood_ratio_above: y}"
+            "drift_detected | probe_regression | verdict | {score_above: x} "
+            "| {p_value_below: alpha} | {ood_ratio_above: y} | {value: name, above: x} "
+            "| {value: name, below: x}"
         )
     )
     for_: Duration = Field(
@@ -229,11 +279,6 @@ class AlertRuleSettings(BaseModel):
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key) or key.startswith("__"):
                 raise ValueError(f"invalid label name {key!r}: use [A-Za-z_][A-Za-z0-9_]*")
         return labels
-
-    @property
-    def watches_probes(self) -> bool:
-        """Whether the rule reads probe results rather than detector outputs."""
-        return self.condition == "probe_regression"
 
 
 def _unique_names(rules: list[AlertRuleSettings]) -> list[AlertRuleSettings]:

@@ -36,20 +36,21 @@ class MonitorCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         f = _Families()
         for key, r in sorted(self._pipeline.readings().items()):
-            labels = [key.model, key.version, key.source, key.detector]
+            labels = [key.model, key.version, key.signal, key.detector]
             if r.score is not None:
                 f.score.add_metric(labels, r.score)
             if r.threshold is not None:
                 f.threshold.add_metric(labels, r.threshold)
             if r.p_value is not None:
                 f.p_value.add_metric(labels, r.p_value)
-            if r.ood_ratio is not None:
-                f.ood.add_metric(labels, r.ood_ratio)
-            f.detected.add_metric(labels, 1.0 if r.drift_detected else 0.0)
-            f.fill.add_metric(labels, r.window_fill)
+            ood_ratio = r.value("ood_ratio")
+            if ood_ratio is not None:
+                f.ood.add_metric(labels, ood_ratio)
+            f.detected.add_metric(labels, 1.0 if r.verdict else 0.0)
+            f.fill.add_metric(labels, r.value("window_fill") or 0.0)
         traffic: dict[tuple[str, str], set[str]] = defaultdict(set)
         for key in self._pipeline.readings():
-            traffic[(key.model, key.source)].add(key.version)
+            traffic[(key.model, key.signal)].add(key.version)
         for (model, built_for, signal), count in sorted(self._pipeline.reference_sizes().items()):
             for version in reference_version_labels(built_for, traffic[(model, signal)]):
                 f.reference.add_metric([model, version, signal], float(count))

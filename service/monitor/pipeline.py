@@ -3,7 +3,8 @@
 The relay hands observations to `offer`, which never blocks: a bounded queue takes them or
 says no. One background worker thread drains the queue in batches, decodes the calls,
 builds each signal's rows, updates the detectors of each (model, version, signal) and
-emits a `DetectorReading` per detector it updated. Overload sheds work, counted: rows past
+publishes a `drift` (or, for OOD scorers, `ood`) reading per detector it updated to
+alerting's reading store. Overload sheds work, counted: rows past
 a signal's rate limit and observations that waited longer than `max_lag_seconds`.
 """
 
@@ -22,7 +23,8 @@ import numpy as np
 import structlog
 from prometheus_client.registry import CollectorRegistry
 
-from service.alerting.readings import DetectorReading, ReadingKey
+from service.alerting.reading_store import ReadingStore
+from service.alerting.readings import Reading, ReadingKey
 from service.dataplane.observation import RpcObservation
 from service.label_bounds import VersionLabels
 from service.monitor.decoding import DecodedCall, DecodeError, decode_observation
@@ -45,8 +47,8 @@ from service.monitor.signals import SignalError, SignalExtractor
 _log = structlog.get_logger("outrider.monitor")
 
 STATE_FORMAT_VERSION = 1
-TOP_DIMENSIONS = 3
-RECENT_ROWS = 512  # rows per stream kept to name the most drifting dimensions
+TOP_MEAN_SHIFTS = 3
+RECENT_ROWS = 512  # rows per stream kept to name the dimensions whose mean moved most
 IDLE_REFRESH_SECONDS = 1.0  # time windows move on without traffic: re-read them this often
 
 
@@ -164,13 +166,13 @@ class _Signal:
             max_samples_per_second=self.monitor.max_samples_per_second,
         )
 
-    def top_dimensions(self, stream: _Stream) -> tuple[tuple[int, float], ...]:
+    def top_mean_shifts(self, stream: _Stream) -> tuple[tuple[int, float], ...]:
         """Dimensions whose recent mean moved furthest from the reference, in reference SDs."""
         if self.reference is None or stream.recent_count == 0:
             return ()
         recent = stream.recent[: stream.recent_count]
         shift = np.abs(recent.mean(axis=0) - self._ref_mean) / self._ref_scale
-        order = np.argsort(-shift, kind="stable")[:TOP_DIMENSIONS]
+        order = np.argsort(-shift, kind="stable")[:TOP_MEAN_SHIFTS]
         return tuple((int(i), round(float(shift[i]), 6)) for i in order)
 
 
@@ -187,8 +189,8 @@ def _payload_preview(extractor: SignalExtractor, call: DecodedCall, limit: int =
 class MonitorPipeline:
     """The observation sink and detector worker; see the module docstring.
 
-    `on_reading` is called on the worker thread with every new reading; an exception in it
-    is logged and never stops the worker.
+    Readings go to `sink` (alerting's reading store; a store of its own when None), on the
+    worker thread.
     """
 
     def __init__(
@@ -197,7 +199,7 @@ class MonitorPipeline:
         *,
         registry: CollectorRegistry | None,
         state_dir: Path,
-        on_reading: Callable[[DetectorReading], None] | None = None,
+        sink: ReadingStore | None = None,
         version_lookup: Callable[[str], str | None] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -205,7 +207,7 @@ class MonitorPipeline:
         self.monitor = settings.monitor
         self._clock = clock
         self._monotonic = monotonic
-        self._on_reading = on_reading
+        self._sink = sink if sink is not None else ReadingStore()
         self._store = ReferenceStore(state_dir)
         now = monotonic()
         # Raises ReferenceError/ReferenceMismatch/EmbedderError now, at start, not mid-stream.
@@ -236,8 +238,6 @@ class MonitorPipeline:
         self._queue_lock = threading.Lock()
         self._wake = threading.Event()
         self._state_lock = threading.RLock()
-        self._latest: dict[ReadingKey, DetectorReading] = {}
-        self._latest_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if registry is not None:
@@ -493,10 +493,12 @@ class MonitorPipeline:
         used = capture.size - before
         return rows[used:] if used < rows.shape[0] else None
 
-    def _read(self, signal: _Signal, version: str, now: float) -> list[DetectorReading]:
+    def _read(self, signal: _Signal, version: str, now: float) -> list[Reading]:
         stream = signal.streams[version]
         stream.last_refresh = now
-        top = signal.top_dimensions(stream)
+        shifts = tuple(
+            {"dimension": dim, "shift": shift} for dim, shift in signal.top_mean_shifts(stream)
+        )
         examples = tuple(stream.example_ids)[-self.monitor.example_ids :] if (
             self.monitor.example_ids
         ) else ()
@@ -504,20 +506,23 @@ class MonitorPipeline:
         for label, detector in stream.detectors.items():
             snap = detector.snapshot(now)
             out.append(
-                DetectorReading(
+                Reading(
+                    kind="ood" if detector.kind == "ood_rate" else "drift",
                     model=signal.model,
                     version=version,
                     signal=signal.name,
                     detector=label,
                     timestamp=now,
-                    drift_detected=snap.drift_detected,
+                    verdict=snap.drift_detected,
                     score=snap.score,
                     threshold=snap.threshold,
                     p_value=snap.p_value,
-                    ood_ratio=snap.ood_ratio,
-                    window_fill=snap.window_fill,
-                    top_dimensions=top,
-                    example_request_ids=examples,
+                    evidence={
+                        "ood_ratio": snap.ood_ratio,
+                        "window_fill": snap.window_fill,
+                        "top_mean_shifts": shifts,
+                        "example_request_ids": examples,
+                    },
                 )
             )
         return out
@@ -535,26 +540,22 @@ class MonitorPipeline:
                             readings.extend(self._read(signal, version, now))
         self._publish(readings)
 
-    def _publish(self, readings: list[DetectorReading]) -> None:
-        if not readings:
-            return
-        with self._latest_lock:
-            for reading in readings:
-                self._latest[reading.key] = reading
-        if self._on_reading is None:
-            return
+    def _publish(self, readings: list[Reading]) -> None:
         for reading in readings:
             try:
-                self._on_reading(reading)
+                self._sink.publish(reading)
             except Exception:  # noqa: BLE001 - alerting bugs must not stop monitoring
-                _log.exception("on_reading_failed", key=reading.key)
+                _log.exception("reading_not_published", key=reading.key)
 
     # -- views ----------------------------------------------------------------------------
 
-    def readings(self) -> dict[ReadingKey, DetectorReading]:
-        """The latest reading per (model, version, signal, detector)."""
-        with self._latest_lock:
-            return dict(self._latest)
+    def readings(self) -> dict[ReadingKey, Reading]:
+        """The latest reading per (model, version, signal, detector) of the monitored models."""
+        return {
+            key: reading
+            for key, reading in self._sink.latest(("drift", "ood")).items()
+            if key.model in self._signals
+        }
 
     def reference_sizes(self) -> dict[tuple[str, str, str], int]:
         """Reference rows per (model, version the reference came from, signal)."""

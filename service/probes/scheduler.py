@@ -3,9 +3,10 @@
 One `ProbeScheduler` per outrider process: it loads the configured suites, runs each on its
 cron or interval trigger (APScheduler, on the running asyncio loop) through one paced gRPC
 client carrying the probe header, records every run (metrics, SQLite), compares each
-version with the last known-good one on the same probes, and hands a `ProbeReading` to the
-alert rules. A version it has not seen before triggers an immediate run of the model's
-suites; a version that stays clean for the configured period becomes the known-good one.
+version with the last known-good one on the same probes, and publishes a `probe` reading
+to alerting's reading sink. A version it has not seen before triggers an immediate run of
+the model's suites; a version that stays clean for the configured period becomes the
+known-good one.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
-from service.alerting.readings import ProbeReading
+from service.alerting.readings import Reading, ReadingSink
 from service.oip.client import InferenceClient
 from service.oip.codec import TensorError
 from service.probes.black_box import run_async
@@ -44,8 +45,6 @@ from service.probes.suite import ProbeSuite, SuiteFormatError, load_suite
 _T = TypeVar("_T")
 
 log = structlog.get_logger(__name__)
-
-ReadingSink = Callable[[ProbeReading], None]
 
 # What a run may meet from the model server side; anything else is a bug and propagates.
 _RUN_ERRORS = (grpc.aio.AioRpcError, TensorError, ModelAnswerError, OSError, asyncio.TimeoutError)
@@ -73,7 +72,9 @@ class ProbeScheduler:
 
     `target` is host:port of the model server (the upstream outrider relays to);
     `state_dir` holds `probes/runs.sqlite`; metrics go to the injected `registry`;
-    `on_reading` receives one ProbeReading per successful run (never for failed runs).
+    `sink` receives one `probe` reading per successful run (never for failed runs): the
+    score is the suite's accuracy, the threshold the baseline version's accuracy on the same
+    probes, the verdict whether the paired test found a regression.
     """
 
     def __init__(
@@ -83,7 +84,7 @@ class ProbeScheduler:
         target: str,
         state_dir: Path,
         registry: CollectorRegistry,
-        on_reading: ReadingSink | None = None,
+        sink: ReadingSink | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -92,7 +93,7 @@ class ProbeScheduler:
             registry, max_versions_per_model=settings.max_versions_per_model
         )
         self.store = RunStore(run_store_path(state_dir))
-        self.on_reading = on_reading
+        self.sink = sink
         self._clock = clock
         self.suites: dict[str, LoadedSuite] = {}
         self.refused: dict[str, str] = {}
@@ -336,20 +337,22 @@ class ProbeScheduler:
         results: RunResults,
         verdict: RegressionVerdict | None,
     ) -> None:
-        if self.on_reading is None:
+        if self.sink is None:
             return
-        reading = ProbeReading(
+        reading = Reading(
+            kind="probe",
             model=model,
             version=version,
-            suite=suite,
+            signal=suite,
+            detector="",
             timestamp=at,
-            regression=bool(verdict and verdict.regression),
-            accuracy=results.accuracy,
-            baseline_accuracy=results.accuracy if verdict is None else verdict.baseline_accuracy,
+            verdict=bool(verdict and verdict.regression),
+            score=results.accuracy,
+            threshold=results.accuracy if verdict is None else verdict.baseline_accuracy,
             p_value=None if verdict is None else verdict.p_value,
         )
         try:
-            self.on_reading(reading)
+            self.sink.publish(reading)
         except Exception:  # the alert engine's failure must not fail the probe run
             log.exception("probes.reading_sink_failed", suite=suite, model=model)
 

@@ -12,9 +12,12 @@ from prometheus_client import CollectorRegistry
 from pydantic import TypeAdapter, ValidationError
 from structlog.testing import capture_logs
 
-from service.alerting.engine import AlertEngine, AlertTransition, condition_value
-from service.alerting.readings import DetectorReading, ProbeReading, ReadingKey
+from service.alerting.conditions import condition_value
+from service.alerting.engine import AlertEngine
+from service.alerting.instances import AlertTransition
+from service.alerting.readings import Reading, ReadingKey
 from service.alerting.settings import AlertRules, AlertRuleSettings, parse_duration
+from tests.support.readings import drift_reading, probe_reading
 
 RULES = TypeAdapter(AlertRules)
 
@@ -37,8 +40,8 @@ def reading(
     threshold: float | None = 0.2,
     p_value: float | None = 0.001,
     ood_ratio: float | None = 0.1,
-) -> DetectorReading:
-    return DetectorReading(
+) -> Reading:
+    return drift_reading(
         model=model,
         version=version,
         signal=signal,
@@ -50,13 +53,13 @@ def reading(
         p_value=p_value,
         ood_ratio=ood_ratio,
         window_fill=1.0,
-        top_dimensions=((3, 0.9), (7, 0.4)),
+        top_mean_shifts=((3, 0.9), (7, 0.4)),
         example_request_ids=("req-1", "req-2"),
     )
 
 
-def probe(regression: bool = True, *, at: float = 0.0, suite: str = "fgsm") -> ProbeReading:
-    return ProbeReading(
+def probe(regression: bool = True, *, at: float = 0.0, suite: str = "fgsm") -> Reading:
+    return probe_reading(
         model="resnet",
         version="1",
         suite=suite,
@@ -83,7 +86,7 @@ class Harness:
             stale_after=stale_after,
         )
 
-    def step(self, at: float, *readings: DetectorReading | ProbeReading) -> list[str]:
+    def step(self, at: float, *readings: Reading) -> list[str]:
         self.now = at
         for item in readings:
             self.engine.observe(item)
@@ -412,9 +415,9 @@ def test_alert_event_conversion() -> None:
     assert event.fingerprint == firing.instance.fingerprint
     assert len(event.fingerprint) == 16
     assert dict(event.annotations) == {"summary": "resnet drifted"}
-    assert event.evidence["top_dimensions"] == [
-        {"dimension": 3, "statistic": 0.9},
-        {"dimension": 7, "statistic": 0.4},
+    assert event.evidence["top_mean_shifts"] == [
+        {"dimension": 3, "shift": 0.9},
+        {"dimension": 7, "shift": 0.4},
     ]
     assert event.evidence["example_request_ids"] == ["req-1", "req-2"]
     ended = resolved.to_alert_event()

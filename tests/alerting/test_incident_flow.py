@@ -15,12 +15,12 @@ from prometheus_client import CollectorRegistry
 
 from service.alerting.engine import AlertEngine
 from service.alerting.events import AlertEvent
-from service.alerting.history import ReadingHistory
 from service.alerting.incident_flow import IncidentFlow, ReceivedAlertIncidents, incident_path
-from service.alerting.readings import DetectorReading
+from service.alerting.reading_store import ReadingStore
 from service.alerting.settings import AlertRuleSettings
 from service.store.incidents import IncidentStore
 from service.store.state_dir import prepare_state_dir
+from tests.support.readings import drift_reading
 
 
 class RecordingDispatcher:
@@ -142,12 +142,12 @@ class AlertLoop:
 
     def __init__(self, tmp_path: Path, failures: int) -> None:
         self.store = DiskFullStore(tmp_path / "incidents.sqlite", failures)
-        self.history = ReadingHistory()
+        self.readings = ReadingStore()
         self.events: list[AlertEvent] = []
         self.loop = asyncio.new_event_loop()
         flow = IncidentFlow(
             self.store,
-            self.history,
+            self.readings.history,
             prepare_state_dir(tmp_path / "state"),
             submit_event=self._submit,
             loop=self.loop,
@@ -157,6 +157,7 @@ class AlertLoop:
             [AlertRuleSettings.model_validate({"name": "Drift", "condition": "drift_detected"})],
             registry=self.registry,
             on_transition=flow,
+            readings=self.readings,
         )
 
     def _submit(self, event: AlertEvent) -> bool:
@@ -166,7 +167,7 @@ class AlertLoop:
     def round(self, at: float, drift: bool | None = None) -> list[str]:
         """One evaluation at T0 + `at` (after a reading, if `drift` says what it shows)."""
         if drift is not None:
-            reading = DetectorReading(
+            reading = drift_reading(
                 model="digits",
                 version="3",
                 signal="embedding",
@@ -179,8 +180,7 @@ class AlertLoop:
                 ood_ratio=None,
                 window_fill=1.0,
             )
-            self.history.append(reading)
-            self.engine.observe(reading)
+            self.readings.publish(reading)
         transitions = [t.to_state for t in self.engine.evaluate(now=T0 + at)]
         # Run what the flow handed to the loop (call_soon_threadsafe) before this stop.
         self.loop.call_soon(self.loop.stop)

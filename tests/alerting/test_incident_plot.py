@@ -9,20 +9,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.alerting.engine import AlertEngine, AlertTransition
+from service.alerting.engine import AlertEngine
 from service.alerting.history import ReadingHistory
 from service.alerting.incident_plot import render_incident_plot
-from service.alerting.readings import DetectorReading, ProbeReading, ReadingKey
+from service.alerting.instances import AlertTransition
+from service.alerting.reading_store import ReadingStore
+from service.alerting.readings import Reading, ReadingKey
 from service.alerting.settings import AlertRuleSettings
 from service.store.incidents import IncidentStore
 from service.store.state_dir import prepare_state_dir
+from tests.support.readings import drift_reading, probe_reading
 
 KEY = ReadingKey("resnet", "1", "embedding", "mmd")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def reading(at: float, score: float | None, detected: bool = False) -> DetectorReading:
-    return DetectorReading(
+def reading(at: float, score: float | None, detected: bool = False) -> Reading:
+    return drift_reading(
         model="resnet", version="1", signal="embedding", detector="mmd", timestamp=at,
         drift_detected=detected, score=score, threshold=0.2, p_value=None, ood_ratio=0.05,
         window_fill=1.0,
@@ -72,11 +75,11 @@ def test_history_keeps_at_most_max_points_and_ignores_stragglers() -> None:
 def test_history_series_columns_and_kinds() -> None:
     history = ReadingHistory()
     history.append(reading(1.0, None, detected=True))
-    history.append(ProbeReading(model="resnet", version="1", suite="fgsm", timestamp=2.0,
+    history.append(probe_reading(model="resnet", version="1", suite="fgsm", timestamp=2.0,
                                 regression=True, accuracy=0.6, baseline_accuracy=0.9,
                                 p_value=0.01))
     series = history.series(KEY)
-    assert series.kind == "detector"
+    assert series.kind == "drift"
     assert math.isnan(series.score[0]) and math.isnan(series.p_value[0])
     assert (series.threshold.tolist(), series.ood_ratio.tolist(), series.flagged.tolist()) == (
         [0.2], [0.05], [True]
@@ -90,7 +93,7 @@ def test_history_series_columns_and_kinds() -> None:
     assert history.keys() == [ReadingKey("resnet", "1", "embedding", "mmd"),
                               ReadingKey("resnet", "1", "fgsm", "")]
     empty = history.series(ReadingKey("bert", "1", "x", "ks"))
-    assert len(empty) == 0 and empty.kind == "detector"
+    assert len(empty) == 0 and empty.kind == "drift"
 
 
 def test_history_state_dict_round_trip() -> None:
@@ -145,7 +148,7 @@ def test_plot_of_an_empty_series_and_a_probe(tmp_path: Path) -> None:
                                  fired_at=1_700_000_000.0)
     assert png_size(empty) == (900, 400)
     for step in range(10):
-        history.append(ProbeReading(model="m", version="1", suite="fgsm",
+        history.append(probe_reading(model="m", version="1", suite="fgsm",
                                     timestamp=1_700_000_000.0 + 60 * step, regression=step > 6,
                                     accuracy=0.9 - 0.05 * step, baseline_accuracy=0.9,
                                     p_value=None))
@@ -157,16 +160,16 @@ def test_plot_of_an_empty_series_and_a_probe(tmp_path: Path) -> None:
 
 
 def test_firing_alert_gets_an_incident_with_its_plot(tmp_path: Path) -> None:
-    """The flow the app wires: history and engine fed together; on firing, incident then plot."""
+    """The flow the app wires: one reading store; on firing, incident then plot."""
     import asyncio
 
     from service.alerting.incident_flow import IncidentFlow
 
     state = prepare_state_dir(tmp_path / "state")
     store = IncidentStore(state.incidents_db)
-    history = ReadingHistory()
+    readings = ReadingStore()
     loop = asyncio.new_event_loop()
-    flow = IncidentFlow(store, history, state, submit_event=lambda event: True, loop=loop)
+    flow = IncidentFlow(store, readings.history, state, submit_event=lambda event: True, loop=loop)
     sizes: dict[str, int] = {}
 
     def on_transition(transition: AlertTransition) -> None:
@@ -179,18 +182,16 @@ def test_firing_alert_gets_an_incident_with_its_plot(tmp_path: Path) -> None:
     rule = AlertRuleSettings.model_validate(
         {"name": "Drift", "condition": {"score_above": 0.2}, "for": "30s"}
     )
-    engine = AlertEngine([rule], registry=None, on_transition=on_transition)
+    engine = AlertEngine([rule], registry=None, on_transition=on_transition, readings=readings)
     start = 1_700_000_000.0
     source = drifting_history()
     for timestamp, score in zip(source.series(KEY).timestamp, source.series(KEY).score,
                                 strict=True):
         item = reading(float(timestamp), float(score), detected=score > 0.2)
-        history.append(item)
-        engine.observe(item)
+        readings.publish(item)
         engine.evaluate(now=float(timestamp))
     recovered = reading(start + 1200.0, 0.1)
-    history.append(recovered)
-    engine.observe(recovered)
+    readings.publish(recovered)
     engine.evaluate(now=start + 1200.0)
 
     [incident] = store.list_incidents()
@@ -239,8 +240,8 @@ def test_readings_repeated_without_traffic_are_kept_as_gaps() -> None:
     kept as a gap, not as a flat line of drift markers."""
     history = ReadingHistory()
 
-    def windowed(at: float, score: float, fill: float) -> DetectorReading:
-        return DetectorReading(
+    def windowed(at: float, score: float, fill: float) -> Reading:
+        return drift_reading(
             model="resnet", version="1", signal="embedding", detector="mmd", timestamp=at,
             drift_detected=score > 0.2, score=score, threshold=0.2, p_value=0.01,
             ood_ratio=None, window_fill=fill,

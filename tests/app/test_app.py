@@ -364,13 +364,13 @@ def test_undelivered_alert_transitions_are_exported(tmp_path: Path) -> None:
 
     class Stuck:
         undelivered = 3
-        callback_failures = 7
+        failures = 7
 
     app = OutriderApp(settings(tmp_path))
     try:
         assert app.registry.get_sample_value("outrider_alert_transitions_undelivered") == 0.0
         assert app.registry.get_sample_value("outrider_alert_transition_failures_total") == 0.0
-        app.alerts = Stuck()  # type: ignore[assignment]
+        app.alerts.outbox = Stuck()  # type: ignore[assignment]
         assert app.registry.get_sample_value("outrider_alert_transitions_undelivered") == 3.0
         assert app.registry.get_sample_value("outrider_alert_transition_failures_total") == 7.0
     finally:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from service.alerting.readings import DetectorReading
+from service.alerting.reading_store import ReadingStore
+from service.alerting.readings import Reading
 from service.monitor.pipeline import MonitorPipeline
 from service.monitor.reference import ReferenceError, ReferenceMismatch, ReferenceStore
 from service.monitor.settings import PipelineSettings
@@ -61,12 +62,14 @@ def reference_dir(tmp_path: Path, save_reference: Callable[..., Path]) -> Path:
 
 
 def _pipeline(settings: PipelineSettings, state_dir: Path, **kw: Any) -> tuple[
-    MonitorPipeline, CollectorRegistry, list[DetectorReading]
+    MonitorPipeline, CollectorRegistry, list[Reading]
 ]:
     registry = CollectorRegistry()
-    readings: list[DetectorReading] = []
+    store = ReadingStore()
+    readings: list[Reading] = []
+    store.subscribe(readings.append)
     pipeline = MonitorPipeline(
-        settings, registry=registry, state_dir=state_dir, on_reading=readings.append, **kw
+        settings, registry=registry, state_dir=state_dir, sink=store, **kw
     )
     return pipeline, registry, readings
 
@@ -99,10 +102,10 @@ def test_in_distribution_then_shift_is_detected_and_exported(
     _feed(pipeline, make_observation, shifted)
     assert registry.get_sample_value("outrider_drift_detected", LABELS) == 1.0
     last = readings[-1]
-    assert last.drift_detected is True
+    assert (last.kind, last.verdict) == ("drift", True)
     assert last.p_value is not None and last.p_value < 0.01
-    assert last.top_dimensions[0][0] == 2
-    assert last.example_request_ids == ("r25", "r30", "r35", "r40", "r45")
+    assert last.evidence["top_mean_shifts"][0]["dimension"] == 2
+    assert last.evidence["example_request_ids"] == ("r25", "r30", "r35", "r40", "r45")
     assert registry.get_sample_value(
         "outrider_reference_samples", {"model": "demo", "version": "1", "signal": "features"}
     ) == 400.0
@@ -348,13 +351,13 @@ def test_time_window_tests_each_period(
     rng = np.random.default_rng(4)
     _feed(pipeline, make_observation, rng.normal(size=(40, D)) + 2.0)
     assert readings[-1].score is None
-    assert readings[-1].window_fill == 0.0
+    assert readings[-1].evidence["window_fill"] == 0.0
     clock.t += 5.0
     _feed(pipeline, make_observation, rng.normal(size=(10, D)) + 2.0)
-    assert readings[-1].window_fill == 0.5
+    assert readings[-1].evidence["window_fill"] == 0.5
     clock.t += 6.0  # the period ended: its 50 rows are tested
     _feed(pipeline, make_observation, rng.normal(size=(5, D)))
-    assert readings[-1].drift_detected is True
+    assert readings[-1].verdict is True
     assert registry.get_sample_value("outrider_drift_detected", LABELS) == 1.0
     store = CheckpointStore(reference_dir / "checkpoints")
     store.save("monitor", pipeline.state_dict())
@@ -365,14 +368,15 @@ def test_time_window_tests_each_period(
     )
 
 
-def test_on_reading_failure_does_not_stop_the_pipeline(
+def test_a_failing_reading_listener_does_not_stop_the_pipeline(
     reference_dir: Path, make_observation: Callable[..., Any]
 ) -> None:
-    def boom(reading: DetectorReading) -> None:
+    def boom(reading: Reading) -> None:
         raise RuntimeError("alerting bug")
 
-    pipeline = MonitorPipeline(_settings(), registry=None, state_dir=reference_dir,
-                               on_reading=boom)
+    store = ReadingStore()
+    store.subscribe(boom)
+    pipeline = MonitorPipeline(_settings(), registry=None, state_dir=reference_dir, sink=store)
     _feed(pipeline, make_observation, np.zeros((10, D)))
     assert len(pipeline.readings()) == 1
 

@@ -63,12 +63,12 @@ async def test_capture_quiet_then_ood_on_real_server_bytes(
         await send(data.x_train[:600], 0)  # the capture
         assert pipeline.capture_progress() == {}
         await send(data.x_test[:200], 1000)  # in distribution: one full window each
-        quiet = {k.source: r.drift_detected for k, r in pipeline.readings().items()}
+        quiet = {k.signal: r.verdict for k, r in pipeline.readings().items()}
         assert quiet == {"embedding": False, "confidence": False}
         noise = rng.uniform(0, 16, size=(200, 64)).astype(np.float32)
         await send(noise, 2000)
-    loud = {k.source: r for k, r in pipeline.readings().items()}
-    assert loud["embedding"].drift_detected and loud["confidence"].drift_detected
+    loud = {k.signal: r for k, r in pipeline.readings().items()}
+    assert loud["embedding"].verdict and loud["confidence"].verdict
     assert loud["embedding"].version == "1"
     labels = {"model": "demo", "version": "1", "signal": "embedding", "detector": "ks"}
     assert registry.get_sample_value("outrider_drift_detected", labels) == 1.0

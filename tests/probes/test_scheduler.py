@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from service.alerting.readings import ProbeReading
 from service.probes.builder import BuildOptions, build_suite
 from service.probes.run_store import RunStore, run_store_path
 from service.probes.scheduler import ProbeScheduler
@@ -18,6 +17,7 @@ from service.probes.settings import ProbeSettings
 from service.probes.signature import TensorSpec
 from service.probes.suite import ProbeSuite, load_suite, save_suite
 from tests.probes.serving import RecordingServer, degraded_copy, start_recording_server
+from tests.support.readings import RecordingSink
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +68,14 @@ async def test_run_sets_metrics_stores_row_and_sends_probe_header(
     served: RecordingServer, suite_path: Path, tmp_path: Path
 ) -> None:
     registry = CollectorRegistry()
-    readings: list[ProbeReading] = []
+    sink = RecordingSink()
+    readings = sink.readings
     scheduler = ProbeScheduler(
         _settings(suite_path),
         target=served.target,
         state_dir=tmp_path,
         registry=registry,
-        on_reading=readings.append,
+        sink=sink,
     )
     scheduler.load_suites()
     try:
@@ -109,21 +110,22 @@ async def test_run_sets_metrics_stores_row_and_sends_probe_header(
     assert rows == [("demo", "1", "digits-c", "ok", 920)]
     assert mode == "wal"
     assert len(readings) == 1
-    assert readings[0].regression is False and readings[0].p_value is None
-    assert readings[0].accuracy == pytest.approx(record.accuracy)
+    assert readings[0].verdict is False and readings[0].p_value is None
+    assert readings[0].score == pytest.approx(record.accuracy)
 
 
 async def test_worse_new_version_is_a_regression_against_known_good(
     served: RecordingServer, suite_path: Path, demo_model_path: Path, tmp_path: Path
 ) -> None:
     registry = CollectorRegistry()
-    readings: list[ProbeReading] = []
+    sink = RecordingSink()
+    readings = sink.readings
     scheduler = ProbeScheduler(
         _settings(suite_path),
         target=served.target,
         state_dir=tmp_path,
         registry=registry,
-        on_reading=readings.append,
+        sink=sink,
     )
     scheduler.load_suites()
     try:
@@ -142,10 +144,10 @@ async def test_worse_new_version_is_a_regression_against_known_good(
         await scheduler.stop()
     assert [r.version for r in readings] == ["1", "2"]
     second = readings[1]
-    assert second.regression is True
+    assert second.verdict is True
     assert second.p_value is not None and second.p_value < 0.01
-    assert second.baseline_accuracy == pytest.approx(readings[0].accuracy)
-    assert second.accuracy <= second.baseline_accuracy - 0.02
+    assert second.threshold == pytest.approx(readings[0].score)
+    assert second.score <= second.threshold - 0.02
     labels = {"model": "demo", "version": "2", "suite": "digits-c"}
     assert _value(registry, "outrider_probe_regression", **labels) == 1.0
     assert _value(registry, "outrider_probe_flip_ratio", **labels) > 0.0
@@ -155,13 +157,14 @@ async def test_after_pruning_a_new_version_is_still_judged_against_the_known_goo
     served: RecordingServer, suite_path: Path, demo_model_path: Path, tmp_path: Path
 ) -> None:
     now = [1_800_000_000.0]
-    readings: list[ProbeReading] = []
+    sink = RecordingSink()
+    readings = sink.readings
     scheduler = ProbeScheduler(
         _settings(suite_path),
         target=served.target,
         state_dir=tmp_path,
         registry=CollectorRegistry(),
-        on_reading=readings.append,
+        sink=sink,
         clock=lambda: now[0],
     )
     scheduler.load_suites()
@@ -188,8 +191,8 @@ async def test_after_pruning_a_new_version_is_still_judged_against_the_known_goo
     assert second is not None and second.version == "2"
     assert second.baseline_version == "1"
     assert second.regression is True
-    assert readings[-1].regression is True
-    assert readings[-1].baseline_accuracy == pytest.approx(readings[0].accuracy)
+    assert readings[-1].verdict is True
+    assert readings[-1].threshold == pytest.approx(readings[0].score)
 
 
 def _free_port() -> int:
@@ -202,13 +205,14 @@ async def test_server_down_marks_the_run_failed_and_emits_no_reading(
     suite_path: Path, tmp_path: Path
 ) -> None:
     registry = CollectorRegistry()
-    readings: list[ProbeReading] = []
+    sink = RecordingSink()
+    readings = sink.readings
     scheduler = ProbeScheduler(
         _settings(suite_path, request_timeout_seconds=2.0),
         target=f"127.0.0.1:{_free_port()}",
         state_dir=tmp_path,
         registry=registry,
-        on_reading=readings.append,
+        sink=sink,
     )
     scheduler.load_suites()
     try:
@@ -272,7 +276,8 @@ async def test_start_schedules_suites_and_live_attack_and_runs_on_start(
     served: RecordingServer, suite_path: Path, tmp_path: Path
 ) -> None:
     registry = CollectorRegistry()
-    readings: list[ProbeReading] = []
+    sink = RecordingSink()
+    readings = sink.readings
     settings = _settings(
         suite_path,
         run_on_start=True,
@@ -290,7 +295,7 @@ async def test_start_schedules_suites_and_live_attack_and_runs_on_start(
         target=served.target,
         state_dir=tmp_path,
         registry=registry,
-        on_reading=readings.append,
+        sink=sink,
     )
     try:
         await scheduler.start()

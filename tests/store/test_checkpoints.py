@@ -12,10 +12,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from service.alerting.engine import AlertEngine
-from service.alerting.readings import DetectorReading
 from service.alerting.settings import AlertRuleSettings
 from service.store import checkpoints
 from service.store.checkpoints import CheckpointError, CheckpointStore
+from tests.support.readings import drift_reading
 
 STATE: dict[str, Any] = {
     "mmd": {
@@ -185,7 +185,7 @@ def test_alert_engine_state_survives_a_checkpoint(tmp_path: Path) -> None:
     rule = AlertRuleSettings.model_validate(
         {"name": "Drift", "condition": "drift_detected", "for": "10s"}
     )
-    reading = DetectorReading(
+    reading = drift_reading(
         model="resnet",
         version="1",
         signal="embedding",

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
-from service.alerting.engine import AlertEngine, AlertTransition
-from service.alerting.readings import DetectorReading
+from service.alerting.engine import AlertEngine
+from service.alerting.instances import AlertTransition
+from service.alerting.readings import Reading
 from service.alerting.settings import AlertRuleSettings
 from service.hooks.recorder import ActionRecorder
 from service.store.incidents import (
@@ -21,6 +22,7 @@ from service.store.incidents import (
     IncidentStoreError,
     UnknownIncidentError,
 )
+from tests.support.readings import drift_reading
 
 LABELS = {"alertname": "Drift", "model": "resnet", "version": "1", "signal": "emb"}
 
@@ -202,11 +204,11 @@ def test_alert_firing_opens_exactly_one_committed_incident_per_firing(tmp_path: 
     )
     engine = AlertEngine([rule], registry=None, on_transition=on_transition)
 
-    def reading(detected: bool, at: float) -> DetectorReading:
-        return DetectorReading(
+    def reading(detected: bool, at: float) -> Reading:
+        return drift_reading(
             model="resnet", version="1", signal="emb", detector="mmd", timestamp=at,
             drift_detected=detected, score=0.5 if detected else 0.1, threshold=0.2,
-            p_value=None, ood_ratio=None, window_fill=1.0, top_dimensions=((4, 0.7),),
+            p_value=None, ood_ratio=None, window_fill=1.0, top_mean_shifts=((4, 0.7),),
             example_request_ids=("r1",),
         )
 
@@ -223,7 +225,7 @@ def test_alert_firing_opens_exactly_one_committed_incident_per_firing(tmp_path: 
     assert [(i.id, i.status, i.started_at, i.ended_at) for i in incidents] == [
         (2, "open", 75.0, None), (1, "resolved", 10.0, 60.0)
     ]
-    assert incidents[1].evidence["top_dimensions"] == [{"dimension": 4, "statistic": 0.7}]
+    assert incidents[1].evidence["top_mean_shifts"] == [{"dimension": 4, "shift": 0.7}]
     assert incidents[1].evidence["example_request_ids"] == ["r1"]
     assert incidents[1].labels["detector"] == "mmd"
     store.close()
