@@ -1,24 +1,21 @@
 """Prometheus metrics of the monitor, built from detector state when Prometheus scrapes.
 
-Nothing is set on the hot path: `collect` reads the pipeline's latest readings and counters.
-Labels are bounded by construction: models come from the config and versions past the
-configured limit already fold into `other` in the pipeline.
+Nothing is set on the hot path: `collect` reads one `MonitorStats` snapshot (latest readings,
+reference sizes, counters, queue depth). Labels are bounded by construction: models come
+from the config and versions past the configured limit already fold into `other`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from service.monitor.reference import reference_version_labels
-
-if TYPE_CHECKING:
-    from service.monitor.pipeline import MonitorPipeline
+from service.monitor.stats import MonitorStats
 
 _DETECTOR_LABELS = ["model", "version", "signal", "detector"]
 
@@ -26,8 +23,8 @@ _DETECTOR_LABELS = ["model", "version", "signal", "detector"]
 class MonitorCollector(Collector):
     """Exports drift scores, thresholds, p-values, OOD ratios, window fill and counters."""
 
-    def __init__(self, pipeline: MonitorPipeline) -> None:
-        self._pipeline = pipeline
+    def __init__(self, snapshot: Callable[[], MonitorStats]) -> None:
+        self._snapshot = snapshot
 
     def describe(self) -> Iterator[Metric]:
         # Families without samples: lets the registry check names without a scrape.
@@ -35,7 +32,8 @@ class MonitorCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         f = _Families()
-        for key, r in sorted(self._pipeline.readings().items()):
+        stats = self._snapshot()
+        for key, r in sorted(stats.readings.items()):
             labels = [key.model, key.version, key.signal, key.detector]
             if r.score is not None:
                 f.score.add_metric(labels, r.score)
@@ -49,21 +47,21 @@ class MonitorCollector(Collector):
             f.detected.add_metric(labels, 1.0 if r.verdict else 0.0)
             f.fill.add_metric(labels, r.value("window_fill") or 0.0)
         traffic: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for key in self._pipeline.readings():
+        for key in stats.readings:
             traffic[(key.model, key.signal)].add(key.version)
-        for (model, built_for, signal), count in sorted(self._pipeline.reference_sizes().items()):
+        for (model, built_for, signal), count in sorted(stats.reference_sizes.items()):
             for version in reference_version_labels(built_for, traffic[(model, signal)]):
                 f.reference.add_metric([model, version, signal], float(count))
         for counter, family in (
-            (self._pipeline.signal_errors, f.errors),
-            (self._pipeline.shed_samples, f.shed),
-            (self._pipeline.samples_fed, f.fed),
-            (self._pipeline.decode_errors, f.decode),
-            (self._pipeline.observations, f.observed),
+            ("signal_errors", f.errors),
+            ("shed_samples", f.shed),
+            ("samples_fed", f.fed),
+            ("decode_errors", f.decode),
+            ("observations", f.observed),
         ):
-            for label_values, value in sorted(counter.counts().items()):
+            for label_values, value in sorted(stats.counts[counter].items()):
                 family.add_metric(list(label_values), value)
-        f.depth.add_metric([], float(self._pipeline.queue_depth))
+        f.depth.add_metric([], float(stats.queue_depth))
         return iter(f.all())
 
 

@@ -69,8 +69,9 @@ def transform_rows(tensor: np.ndarray, transform: TransformSettings) -> np.ndarr
 class SignalExtractor:
     """Rows of one configured signal from decoded calls (or from raw arrays, for references).
 
-    `dims` is the expected vector length once known (from the reference or the embedder);
-    rows of any other length are refused as wrong_shape.
+    `dims` is the expected vector length once known (given here, or later through
+    `expect_dims` from a reference or the first captured rows); rows of any other length are
+    refused as wrong_shape.
     """
 
     def __init__(
@@ -86,11 +87,22 @@ class SignalExtractor:
         self.model = model
         self.settings = settings
         self.embedder = embedder
-        self.dims = dims
+        self._dims = dims
 
     @property
     def name(self) -> str:
         return self.settings.name
+
+    @property
+    def dims(self) -> int | None:
+        """The vector length rows must have; None until known."""
+        return self._dims
+
+    def expect_dims(self, dims: int) -> None:
+        """From now on, refuse rows that are not `dims` long (a reference or capture says so)."""
+        if dims < 1:
+            raise ValueError(f"dims must be >= 1, got {dims}")
+        self._dims = dims
 
     def tensor_of(self, call: DecodedCall) -> np.ndarray:
         """The signal's source tensor in `call`; raises missing_tensor."""
@@ -121,8 +133,8 @@ class SignalExtractor:
             rows = transform_rows(embedded, self.settings.transform)
         else:
             rows = transform_rows(tensor, self.settings.transform)
-        if self.dims is not None and rows.shape[1] != self.dims:
+        if self._dims is not None and rows.shape[1] != self._dims:
             raise SignalError(
-                "wrong_shape", f"rows have {rows.shape[1]} dims, the signal has {self.dims}"
+                "wrong_shape", f"rows have {rows.shape[1]} dims, the signal has {self._dims}"
             )
         return rows
