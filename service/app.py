@@ -41,6 +41,7 @@ from service.config import OutriderSettings
 from service.dataplane.relay import Relay
 from service.hooks.build import build_dispatcher
 from service.hooks.secret_source import read_secret
+from service.label_bounds import LabelPolicy
 from service.monitor.model_versions import upstream_version_lookup
 from service.monitor.pipeline import MonitorPipeline
 from service.monitor.reference import set_aside_unreadable_captures
@@ -103,7 +104,12 @@ class OutriderApp:
             registry=self.registry,
         ).set_function(self.incidents.count_open)
         self.checkpoints = CheckpointStore(self.state_dir.checkpoints)
-        self.readings = ReadingStore()
+        # One label rule for every metric family and reading (DESIGN.md: PromQL joins hold).
+        self.labels = LabelPolicy(
+            settings.labels,
+            known_models=[*settings.models, *(s.model for s in settings.probes.suites)],
+        )
+        self.readings = ReadingStore(labels=self.labels)
         self.readings.subscribe(self._note_version)
         self._alert_lock = threading.Lock()
         self.alerts = AlertEngine(
@@ -129,9 +135,12 @@ class OutriderApp:
             registry=self.registry,
             state_dir=self.state_dir.root,
             sink=self.readings,
+            labels=self.labels,
             version_lookup=version_lookup,
         )
-        self.relay = Relay(settings.dataplane, registry=self.registry, sink=self.pipeline)
+        self.relay = Relay(
+            settings.dataplane, registry=self.registry, sink=self.pipeline, labels=self.labels
+        )
         switch = self.relay if settings.dataplane.fallback_upstream is not None else None
         self.dispatcher = build_dispatcher(
             settings.hooks, recorder=self.incidents, registry=self.registry, upstream_switch=switch
@@ -189,6 +198,8 @@ class OutriderApp:
             raise
 
     async def _start(self) -> None:
+        for note in self.settings.deprecations:
+            log.warning("config_key_deprecated", detail=note)
         loop = self._loop = asyncio.get_running_loop()
         self._flow = IncidentFlow(
             self.incidents,
@@ -300,6 +311,7 @@ class OutriderApp:
                 registry=self.registry,
                 state_dir=self.state_dir.root,
                 sink=self.readings,
+                labels=self.labels,
             )
             await self.probes.start()
         except Exception as error:  # probes must never take the relay down with them
@@ -406,6 +418,7 @@ class OutriderApp:
                     "pipeline": self.pipeline.state_dict(),
                     "alerts": self.alerts.state_dict(),
                     "history": self.readings.state_dict(),
+                    "labels": self.labels.state_dict(),
                 }
             self.checkpoints.save(CHECKPOINT_NAME, state)
         except Exception:  # the next interval tries again; traffic is unaffected
@@ -423,6 +436,8 @@ class OutriderApp:
             skipped = self.pipeline.load_state_dict(state["pipeline"])
             self.alerts.load_state_dict(state["alerts"])
             self.readings.load_state_dict(state["history"])
+            if "labels" in state:  # absent from checkpoints of earlier releases
+                self.labels.load_state_dict(state["labels"])
         except Exception as error:  # incompatible: set aside, start fresh, never crash-loop
             log.warning("checkpoint_incompatible", error=str(error))
             self.checkpoints.set_aside(CHECKPOINT_NAME, reason=str(error))

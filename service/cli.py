@@ -39,6 +39,8 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
             status = 2
             continue
         print(f"{path}: valid")
+        for note in settings.deprecations:
+            print(f"{path}: warning: {note}", file=sys.stderr)
         if not args.quiet:
             print(settings_summary(settings))
     return status

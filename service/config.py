@@ -6,18 +6,28 @@ Unknown keys are errors, and `outrider config check FILE` names every error by i
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 from service.alerting.settings import AlertRules
 from service.dataplane.settings import DataplaneSettings
 from service.hooks.settings import HooksSettings
+from service.label_bounds import LabelSettings
 from service.monitor.settings import ModelSettings, MonitorSettings
 from service.probes.settings import ProbeSettings
 
@@ -105,6 +115,44 @@ class RetentionSettings(BaseModel):
         return self.days > 0
 
 
+RENAMED_KEYS: dict[tuple[str, str], tuple[str, str]] = {
+    ("dataplane", "max_model_labels"): ("labels", "max_models"),
+    ("monitor", "version_label_limit"): ("labels", "max_versions_per_model"),
+    ("probes", "max_versions_per_model"): ("labels", "max_versions_per_model"),
+}
+"""Keys of earlier releases, still accepted (with a warning) under their new names."""
+
+
+def _move_renamed_keys(data: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """`data` with the keys of `RENAMED_KEYS` moved to their new place; `notes` say which.
+
+    A new key set explicitly wins over old ones; two old keys for one new key give the
+    smaller value (no family gets more series than either old setting allowed).
+    """
+    data = dict(data)
+    explicit = dict(data.get("labels") or {}) if isinstance(data.get("labels"), dict) else {}
+    moved: dict[str, Any] = {}
+    for (section, old), (new_section, new) in RENAMED_KEYS.items():
+        part = data.get(section)
+        if not isinstance(part, dict) or old not in part:
+            continue
+        part = dict(part)
+        value = part.pop(old)
+        data[section] = part
+        if new in explicit:
+            notes.append(f"{section}.{old} is deprecated and ignored: {new_section}.{new} is set")
+            continue
+        notes.append(f"{section}.{old} is deprecated: use {new_section}.{new}")
+        if new in moved:
+            # A value that is no number is left for the validation of the new key to name.
+            with contextlib.suppress(TypeError, ValueError):
+                value = min(int(moved[new]), int(value))
+        moved[new] = value
+    if moved:
+        data["labels"] = {**explicit, **moved}
+    return data
+
+
 class OutriderSettings(BaseSettings):
     """The whole configuration of one outrider sidecar."""
 
@@ -129,6 +177,10 @@ class OutriderSettings(BaseSettings):
     )
     retention: RetentionSettings = Field(
         default_factory=RetentionSettings, description="Pruning of old state-directory files."
+    )
+    labels: LabelSettings = Field(
+        default_factory=LabelSettings,
+        description="Model and version label limits, the same for every metric and alert.",
     )
     models: dict[str, ModelSettings] = Field(
         default_factory=dict,
@@ -156,6 +208,25 @@ class OutriderSettings(BaseSettings):
     hooks: HooksSettings = Field(
         default_factory=HooksSettings, description="Rollback hooks and inbound endpoints."
     )
+
+    _deprecations: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _accept_renamed_keys(
+        cls, data: Any, handler: ValidatorFunctionWrapHandler
+    ) -> OutriderSettings:
+        notes: list[str] = []
+        if isinstance(data, dict):
+            data = _move_renamed_keys(data, notes)
+        settings: OutriderSettings = handler(data)
+        settings._deprecations = tuple(notes)
+        return settings
+
+    @property
+    def deprecations(self) -> tuple[str, ...]:
+        """One line per deprecated key the configuration used, naming its replacement."""
+        return self._deprecations
 
     @classmethod
     def settings_customise_sources(

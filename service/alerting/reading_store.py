@@ -7,6 +7,7 @@ Nothing else keeps a copy of the latest readings.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
@@ -15,6 +16,7 @@ import structlog
 
 from service.alerting.history import ReadingHistory, ReadingSeries
 from service.alerting.readings import Reading, ReadingKey, SourceKind
+from service.label_bounds import LabelPolicy
 
 CHECKPOINT_PART = "history"
 
@@ -26,12 +28,17 @@ _log = structlog.get_logger("outrider.readings")
 class ReadingStore:
     """Keeps the latest reading per stream (an older one than kept is ignored) and a history.
 
+    With `labels`, the process's label policy, a reading's model and version become their
+    labels first, so streams, alerts and metrics fold the same versions into `other`.
     Thread-safe. `publish` tells each subscribed listener, on the publishing thread; a
     listener that raises is logged and never stops the others or the publisher.
     """
 
-    def __init__(self, history: ReadingHistory | None = None) -> None:
+    def __init__(
+        self, history: ReadingHistory | None = None, *, labels: LabelPolicy | None = None
+    ) -> None:
         self.history = history if history is not None else ReadingHistory()
+        self._labels = labels
         self._lock = threading.Lock()
         self._latest: dict[ReadingKey, Reading] = {}
         self._listeners: list[Listener] = []
@@ -40,6 +47,11 @@ class ReadingStore:
         """Take `reading` as the latest of its stream and add it to the history."""
         if not isinstance(reading, Reading):
             raise TypeError(f"expected a Reading, got {type(reading)!r}")
+        if self._labels is not None:
+            model = self._labels.model(reading.model)
+            version = self._labels.version(reading.model, reading.version)
+            if (model, version) != (reading.model, reading.version):
+                reading = dataclasses.replace(reading, model=model, version=version)
         key = reading.key
         with self._lock:
             kept = self._latest.get(key)

@@ -35,7 +35,7 @@ class ObservationDispatcher:
             series = self._series.get(key)
             if series is None:
                 model = m.model_label(obs.model_name)
-                version = m.version_label(obs.model_version)
+                version = m.version_label(obs.model_name, obs.model_version)
                 method = m.method_label(obs.method)
                 series = (
                     m.requests.labels(model, version, method, key[3]),

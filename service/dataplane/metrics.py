@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from service.label_bounds import OTHER, BoundedLabel
+from service.label_bounds import OTHER, BoundedLabel, LabelPolicy
 
 #: gRPC status codes by number, for the `code` label.
 GRPC_CODE_NAMES = (
@@ -49,9 +49,10 @@ def code_label(status: int | None, message: str) -> str:
 class DataplaneMetrics:
     """The `outrider_*` series the relay and tap maintain."""
 
-    def __init__(self, registry: CollectorRegistry, *, max_model_labels: int = 20) -> None:
-        self.model_label = BoundedLabel(max_model_labels)
-        self.version_label = BoundedLabel(max_model_labels)
+    def __init__(self, registry: CollectorRegistry, *, labels: LabelPolicy) -> None:
+        # The process's one model and version label rule (shared with monitor and probes).
+        self.model_label = labels.model
+        self.version_label = labels.version
         self.method_label = BoundedLabel(64)
         self.requests = Counter(
             "outrider_requests_total",

@@ -37,6 +37,7 @@ from service.dataplane.sampling import Sampler
 from service.dataplane.settings import DataplaneSettings, UpstreamSettings
 from service.dataplane.tap import ConnectionTap
 from service.dataplane.tls import listener_ssl_context, upstream_ssl_context
+from service.label_bounds import LabelPolicy
 from service.log_throttle import LogThrottle
 
 log = logging.getLogger(__name__)
@@ -460,10 +461,11 @@ class Relay:
         *,
         registry: CollectorRegistry | None = None,
         sink: ObservationSink | None = None,
+        labels: LabelPolicy | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.metrics = DataplaneMetrics(self.registry, max_model_labels=settings.max_model_labels)
+        self.metrics = DataplaneMetrics(self.registry, labels=labels or LabelPolicy())
         self.sink = sink
         self._dispatcher = ObservationDispatcher(self.metrics, sink)
         self._sampler = Sampler(

@@ -129,11 +129,6 @@ class DataplaneSettings(BaseModel):
     queue_size: int = Field(
         default=1000, ge=1, description="Bounded hand-off queue to the monitor; full -> drop."
     )
-    max_model_labels: int = Field(
-        default=20,
-        ge=1,
-        description="Distinct model (and version) label values; beyond this they fold to 'other'.",
-    )
     event_loop: Literal["asyncio", "uvloop"] = Field(
         default="asyncio",
         description="Event loop for `outrider serve`; uvloop needs the `fast` extra.",

@@ -19,9 +19,13 @@ STATE_FORMAT_VERSION = 1
 
 
 def encode_state(
-    signals: Sequence[MonitoredSignal], versions: Mapping[str, list[str]] | None
+    signals: Sequence[MonitoredSignal], *, versions: Mapping[str, list[str]] | None
 ) -> dict[str, Any]:
-    """The state of `signals` (and, from earlier releases' layout, the version labels)."""
+    """The state of `signals`, with version labels where `versions` are given.
+
+    The version labels are the shared label policy's now (its own checkpoint part); states
+    saved by earlier releases carry them here and still load.
+    """
     streams: dict[str, Any] = {}
     evidence: dict[str, Any] = {}
     captures: dict[str, Any] = {}

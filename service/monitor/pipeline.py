@@ -26,7 +26,7 @@ from prometheus_client.registry import CollectorRegistry
 from service.alerting.reading_store import ReadingStore
 from service.alerting.readings import Reading, ReadingKey, SourceKind
 from service.dataplane.observation import RpcObservation
-from service.label_bounds import VersionLabels
+from service.label_bounds import LabelPolicy
 from service.monitor.checkpoint_codec import check_state, decode_state, encode_state
 from service.monitor.collector import MonitorCollector
 from service.monitor.decoding import DecodedCall, DecodeError, decode_observation
@@ -49,7 +49,7 @@ class MonitorPipeline:
     """The observation sink and detector worker; see the module docstring.
 
     Readings go to `sink` (alerting's reading store; a store of its own when None), on the
-    worker thread.
+    worker thread. Version labels follow `labels`, the process's one label policy.
     """
 
     def __init__(
@@ -59,6 +59,7 @@ class MonitorPipeline:
         registry: CollectorRegistry | None,
         state_dir: Path,
         sink: ReadingStore | None = None,
+        labels: LabelPolicy | None = None,
         version_lookup: Callable[[str], str | None] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -87,7 +88,7 @@ class MonitorPipeline:
         }
         lookup = version_lookup if self.monitor.fetch_model_metadata else None
         self._resolver = VersionResolver(lookup)
-        self._versions = VersionLabels(self.monitor.version_label_limit)
+        self._labels = labels or LabelPolicy(known_models=settings.models)
         self._state_lock = threading.RLock()
         self.intake = ObservationIntake(
             self.monitor,
@@ -155,7 +156,7 @@ class MonitorPipeline:
                     observations.inc(("unmonitored",))
                     continue
                 observations.inc(("decoded",))
-                grouped[(call.model, self._versions.label(call.model, call.version))].append(call)
+                grouped[(call.model, self._labels.version(call.model, call.version))].append(call)
         readings: list[Reading] = []
         with self._state_lock:
             now = self._clock()
@@ -237,9 +238,9 @@ class MonitorPipeline:
     # -- checkpoints (see `checkpoint_codec`) -------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Detector states, time windows, partial captures and version labels (no pickle)."""
+        """Detector states, time windows and partial captures (no pickle)."""
         with self._state_lock:
-            return encode_state(self._all_signals(), self._versions.state_dict())
+            return encode_state(self._all_signals(), versions=None)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> list[str]:
         """Restores `state_dict()`; returns what was skipped and why (logged too).
@@ -250,8 +251,8 @@ class MonitorPipeline:
         """
         versions = check_state(state)
         with self._state_lock:
-            if versions is not None:
-                self._versions.load_state_dict(versions)
+            if versions is not None:  # saved by a release without a shared label policy
+                self._labels.admit(versions)
             skipped = decode_state(state, self._all_signals())
             # Publish what the restored detectors say now, so metrics and alert rules see the
             # restored state at once rather than after the next window of traffic.

@@ -17,7 +17,7 @@ mistake by its path, e.g. `models.demo.signals.0.detectors.1.type`. An example:
             source: {output: logits}
             transform: {softmax: true}
             detectors: [{type: rff_mmd_online, window: 50, params: {ert: 1000}}]
-    monitor: {queue_size: 4096, max_samples_per_second: 5000, version_label_limit: 5}
+    monitor: {queue_size: 4096, max_samples_per_second: 5000}
 """
 
 from __future__ import annotations
@@ -291,7 +291,7 @@ class ModelSettings(_Strict):
 
 
 class MonitorSettings(_Strict):
-    """The monitor worker: queue, batching, shedding and label limits."""
+    """The monitor worker: queue, batching and shedding (label limits: `labels`)."""
 
     queue_size: int = Field(
         default=4096, ge=1, le=1_000_000, description="Observations waiting for the worker."
@@ -315,9 +315,6 @@ class MonitorSettings(_Strict):
         default=5000.0,
         gt=0,
         description="Rows per second per signal fed to detectors; the rest are shed (counted).",
-    )
-    version_label_limit: int = Field(
-        default=5, ge=1, le=1000, description="Distinct versions per model before `other`."
     )
     example_ids: int = Field(
         default=5, ge=0, le=100, description="Recent request ids kept per signal as evidence."

@@ -1,18 +1,18 @@
-"""Probe results as Prometheus metrics on an injected registry, with bounded version labels."""
+"""Probe results as Prometheus metrics on an injected registry, with the shared label policy."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from service.label_bounds import VersionLabels
+from service.label_bounds import LabelPolicy
 from service.probes.evaluation import RunResults
 
 
 class ProbeMetrics:
     """The probe metric families; one instance per registry."""
 
-    def __init__(self, registry: CollectorRegistry, *, max_versions_per_model: int = 8) -> None:
-        self.version_label = VersionLabels(max_versions_per_model)
+    def __init__(self, registry: CollectorRegistry, *, labels: LabelPolicy) -> None:
+        self.labels = labels
         mvs = ["model", "version", "suite"]
         self.accuracy = Gauge(
             "outrider_probe_accuracy_ratio",
@@ -97,7 +97,7 @@ class ProbeMetrics:
         self.duration.labels(model, suite).set(duration)
 
     def record_results(self, model: str, version: str, suite: str, results: RunResults) -> None:
-        v = self.version_label.label(model, version)
+        v = self.labels.version(model, version)
         self.accuracy.labels(model, v, suite, "all").set(results.accuracy)
         for variant, value in results.variant_accuracy.items():
             self.accuracy.labels(model, v, suite, variant).set(value)
@@ -117,7 +117,7 @@ class ProbeMetrics:
     def record_attack(
         self, model: str, version: str, suite: str, success: float, median_queries: float | None
     ) -> None:
-        v = self.version_label.label(model, version)
+        v = self.labels.version(model, version)
         self.attack_success.labels(model, v, suite).set(success)
         if median_queries is not None:
             self.median_queries.labels(model, v, suite).set(median_queries)
@@ -125,7 +125,7 @@ class ProbeMetrics:
     def record_regression(
         self, model: str, version: str, suite: str, regression: bool, p_value: float | None
     ) -> None:
-        v = self.version_label.label(model, version)
+        v = self.labels.version(model, version)
         self.regression.labels(model, v, suite).set(1.0 if regression else 0.0)
         if p_value is not None:
             self.regression_p_value.labels(model, v, suite).set(p_value)

@@ -28,6 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
 from service.alerting.readings import Reading, ReadingSink
+from service.label_bounds import LabelPolicy
 from service.oip.client import InferenceClient
 from service.oip.codec import TensorError
 from service.probes.black_box import run_async
@@ -85,13 +86,12 @@ class ProbeScheduler:
         state_dir: Path,
         registry: CollectorRegistry,
         sink: ReadingSink | None = None,
+        labels: LabelPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.target = settings.target or target
-        self.metrics = ProbeMetrics(
-            registry, max_versions_per_model=settings.max_versions_per_model
-        )
+        self.metrics = ProbeMetrics(registry, labels=labels or LabelPolicy())
         self.store = RunStore(run_store_path(state_dir))
         self.sink = sink
         self._clock = clock

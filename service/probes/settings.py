@@ -146,12 +146,6 @@ class ProbeSettings(_Strict):
     live_attack: LiveAttackSettings = Field(
         default_factory=LiveAttackSettings, description="Optional live Square Attack job."
     )
-    max_versions_per_model: int = Field(
-        default=8,
-        ge=1,
-        description="Distinct version label values per model in probe metrics; later ones "
-        "fold into 'other'.",
-    )
 
     @model_validator(mode="after")
     def _unique_suites(self) -> ProbeSettings:

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from service.alerting.reading_store import ReadingStore
 from service.alerting.readings import Reading
+from service.label_bounds import LabelPolicy, LabelSettings
 from service.monitor.pipeline import MonitorPipeline
 from service.monitor.reference import ReferenceError, ReferenceMismatch, ReferenceStore
 from service.monitor.settings import PipelineSettings
@@ -270,7 +271,8 @@ def test_worker_thread_under_a_flood_refuses_past_the_queue_bound_and_counts_she
 def test_versions_beyond_the_limit_fold_into_other(
     reference_dir: Path, make_observation: Callable[..., Any]
 ) -> None:
-    pipeline, _, _ = _pipeline(_settings(version_label_limit=2), reference_dir)
+    policy = LabelPolicy(LabelSettings(max_versions_per_model=2), known_models=["demo"])
+    pipeline, _, _ = _pipeline(_settings(), reference_dir, labels=policy)
     for v in ("1", "2", "3", "4"):
         pipeline.offer(make_observation(inputs={"x": np.zeros((2, D), dtype=np.float32)},
                                         version=v))
