@@ -2,20 +2,17 @@
 
     python scripts/generate_docs.py [--out docs]
 
-The configuration reference walks `OutriderSettings` field by field. The metrics reference
-comes from a real run: the bundled model server, outrider in front of it with a monitored
-signal, an alert rule, a hook and the probe scheduler, a few requests, then one scrape of
-outrider's registry. tests/test_docs_fresh.py fails when the committed files are stale.
+The configuration reference walks `OutriderSettings` field by field; the metrics reference
+lists `service.metric_families.FAMILIES`, the one declaration of every family (which
+tests/test_metric_families.py compares with a scrape of a running outrider).
+tests/test_docs_fresh.py fails when the committed files are stale.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import re
 import sys
-import tempfile
 import types
 import typing
 from collections.abc import Iterator
@@ -110,112 +107,28 @@ def configuration_reference() -> str:
 # -- metrics reference ---------------------------------------------------------------------
 
 
-async def _scrape_running_outrider(workdir: Path) -> list[tuple[str, str, str, list[str]]]:
-    import grpc
-    import yaml
-    from prometheus_client.parser import text_string_to_metric_families
+def metrics_reference() -> str:
+    from service.metric_families import FAMILIES
 
-    from service.app import OutriderApp
-    from service.config import load_settings
-    from service.modelserver.demo_model import build_demo_model, load_demo_data
-    from service.modelserver.server import start_model_server
-    from service.oip.client import InferenceClient
-
-    model_path = build_demo_model(workdir / "models", "digits")
-    server = await start_model_server(model_path, port=0)
-    config = {
-        "state_dir": str(workdir / "state"),
-        "admin": {"port": 0},
-        "dataplane": {"listen_port": 0, "upstream": {"port": server.port}, "sampling_rate": 1.0},
-        "models": {
-            "demo": {
-                "signals": [
-                    {
-                        "name": "embedding",
-                        "source": {"output": "embedding"},
-                        "reference": {"capture": 200},
-                        "detectors": [
-                            {"type": "ks", "window": 20},
-                            {"type": "knn", "window": 20, "params": {"k": 5}},
-                        ],
-                    },
-                ]
-            }
-        },
-        "alerts": [{"name": "Drift", "condition": "drift_detected"}],
-        "hooks": {"hooks": [{"name": "log", "type": "exec", "argv": ["true"], "dry_run": True}]},
-        "probes": {"enabled": True, "run_on_start": False},
-    }
-    config_path = workdir / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    app = OutriderApp(load_settings(config_path))
-    await app.start()
-    try:
-        data = load_demo_data("digits")
-        async with InferenceClient(f"127.0.0.1:{app.relay.port}") as client:
-            for start in range(0, 300, 10):
-                await client.infer("demo", {"pixels": data.x_test[start : start + 10]})
-            with contextlib.suppress(grpc.aio.AioRpcError):  # a failed call has metrics too
-                await client.infer("no-such-model", {"pixels": data.x_test[:1]})
-        for _ in range(100):
-            if app.pipeline.readings():
-                break
-            await asyncio.sleep(0.1)
-        from prometheus_client import generate_latest
-
-        text = generate_latest(app.registry).decode()
-        declared = _declared_labels(app.registry)
-    finally:
-        await app.stop()
-        await server.stop(None)
-    families = []
-    for family in text_string_to_metric_families(text):
-        if family.name.endswith("_created"):
-            continue  # prometheus_client's creation timestamps of counters, not families
-        seen = {k for s in family.samples for k in s.labels} - {"le", "quantile"}
-        labels = sorted(declared.get(family.name, seen))
-        families.append((family.name, family.type, family.documentation, labels))
-    return families
-
-
-def _declared_labels(registry: Any) -> dict[str, tuple[str, ...]]:
-    """Label names each metric was declared with, sampled or not.
-
-    prometheus_client has no public accessor for these: metric objects and the metric
-    families of custom collectors keep them in `_labelnames`. A family without them falls
-    back to the labels of its samples.
-    """
-    declared: dict[str, tuple[str, ...]] = {}
-    for collector in list(registry._collector_to_names):
-        name = getattr(collector, "_name", None)
-        labelnames = getattr(collector, "_labelnames", None)
-        if isinstance(name, str) and labelnames is not None:
-            declared[name] = tuple(labelnames)
-            continue
-        describe = getattr(collector, "describe", None)
-        for family in describe() if describe is not None else collector.collect():
-            family_labels = getattr(family, "_labelnames", None)
-            if family_labels is not None:
-                declared[family.name] = tuple(family_labels)
-    return declared
-
-
-def metrics_reference(workdir: Path) -> str:
-    families = asyncio.run(_scrape_running_outrider(workdir))
     lines = [
         HEADER,
         "# Metrics reference\n\n",
-        "Every metric family outrider exports, read from a scrape of a running outrider with a ",
-        "monitored signal, an alert rule, a hook and the probe scheduler. Counters carry the ",
-        "`_total` suffix in the exposition. Label values are bounded: model versions beyond the ",
-        "configured limits fold into `other`; no request ids or payload values appear in labels. ",
-        "The labels column lists each family's label names; `—` means it has none.\n\n",
-        "| metric | type | labels | help |\n|---|---|---|---|\n",
+        "Every metric family outrider exports, from the one list that declares them ",
+        "(`service/metric_families.py`; a test compares it with a scrape of a running ",
+        "outrider). Label values are bounded by one policy (`labels:` in the configuration): ",
+        "model versions beyond `labels.max_versions_per_model` fold into `other`, the same ",
+        "ones in every family; no request ids or payload values appear in labels. The labels ",
+        "column lists each family's label names; `—` means it has none. Contract: `design` ",
+        "families are DESIGN.md's table, `announced` ones are promised to the dashboards and ",
+        "rules in `deploy/`; `internal` ones may change between releases.\n\n",
+        "| metric | type | labels | contract | help |\n|---|---|---|---|---|\n",
     ]
-    for name, kind, documentation, labels in sorted(families):
-        shown = f"{name}_total" if kind == "counter" else name
-        label_text = ", ".join(f"`{label}`" for label in labels) or "—"
-        lines.append(f"| `{shown}` | {kind} | {label_text} | {documentation} |\n")
+    for family in sorted(FAMILIES, key=lambda f: f.name):
+        label_text = ", ".join(f"`{label}`" for label in family.labels) or "—"
+        lines.append(
+            f"| `{family.name}` | {family.kind} | {label_text} | {family.contract} "
+            f"| {family.help} |\n"
+        )
     return "".join(lines)
 
 
@@ -225,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "configuration.md").write_text(configuration_reference())
-    with tempfile.TemporaryDirectory() as workdir:
-        (args.out / "metrics.md").write_text(metrics_reference(Path(workdir)))
+    (args.out / "metrics.md").write_text(metrics_reference())
     print(f"wrote {args.out / 'configuration.md'} and {args.out / 'metrics.md'}")
     return 0
 

@@ -21,14 +21,13 @@ import asyncio
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import structlog
-from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry
 
+from service import metric_families as families
 from service.admin.incident_routes import add_incident_routes
 from service.admin.receivers import add_receiver_routes
 from service.admin.server import AdminServer, build_admin_app
@@ -74,35 +73,16 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class _CountFunction(Collector):
-    """A counter whose value another object keeps (read at scrape time)."""
-
-    def __init__(self, name: str, documentation: str, read: Callable[[], int]) -> None:
-        self._name, self._documentation, self._read = name, documentation, read
-
-    def collect(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(self._name, self._documentation, value=self._read())
-
-
 class OutriderApp:
     """One sidecar: build with settings, `await start()`, `await stop()`."""
 
     def __init__(self, settings: OutriderSettings) -> None:
         self.settings = settings
         self.registry = CollectorRegistry()
-        Gauge(
-            "outrider_build_info",
-            "outrider build information (always 1).",
-            ["version"],
-            registry=self.registry,
-        ).labels(__version__).set(1)
+        families.BUILD_INFO.gauge(self.registry).labels(__version__).set(1)
         self.state_dir = prepare_state_dir(settings.state_dir)
         self.incidents = IncidentStore(self.state_dir.incidents_db)
-        Gauge(
-            "outrider_incidents_open",
-            "Incidents opened and not yet resolved.",
-            registry=self.registry,
-        ).set_function(self.incidents.count_open)
+        families.INCIDENTS_OPEN.gauge(self.registry).set_function(self.incidents.count_open)
         self.checkpoints = CheckpointStore(self.state_dir.checkpoints)
         # One label rule for every metric family and reading (DESIGN.md: PromQL joins hold).
         self.labels = LabelPolicy(

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import structlog
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from service import metric_families as families
 from service.alerting.events import AlertEvent
 from service.alerting.instances import AlertInstance, AlertTransition, alert_event
 from service.alerting.outbox import MemoryOutbox, Outbox
@@ -160,40 +161,29 @@ def _announce(transition: AlertTransition) -> None:
 
 
 class AlertMetrics(Collector):
-    """The engine's metrics, read at scrape time."""
+    """The engine's metrics, read at scrape time.
+
+    An incident that could not be committed (a full disk) is retried each round; an operator
+    sees it in the undelivered gauge instead of an alert firing with no incident.
+    """
 
     def __init__(self, engine: AlertEngine) -> None:
         self._engine = engine
 
     def describe(self) -> Iterable[Metric]:
         """The families this collector exports, without reading state."""
-        return _families()
+        return [
+            families.ALERT_STATE.gauge_family(),
+            families.ALERT_TRANSITIONS_UNDELIVERED.gauge_family(),
+            families.ALERT_TRANSITION_FAILURES.counter_family(),
+        ]
 
     def collect(self) -> Iterable[Metric]:
-        state, undelivered, failures = _families()
+        state = families.ALERT_STATE.gauge_family()
         for name, severity, model, value in self._engine.alert_states():
             state.add_metric([name, severity, model], value)
+        undelivered = families.ALERT_TRANSITIONS_UNDELIVERED.gauge_family()
         undelivered.add_metric([], self._engine.undelivered)
+        failures = families.ALERT_TRANSITION_FAILURES.counter_family()
         failures.add_metric([], self._engine.callback_failures)
         return [state, undelivered, failures]
-
-
-def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, CounterMetricFamily]:
-    return (
-        GaugeMetricFamily(
-            "outrider_alert_state",
-            "State of in-process alert rules: 0 inactive, 1 pending, 2 firing "
-            "(highest over the model's versions and streams).",
-            labels=["alert", "severity", "model"],
-        ),
-        # An incident that could not be committed (a full disk) is retried each round; an
-        # operator sees it here instead of an alert firing with no incident.
-        GaugeMetricFamily(
-            "outrider_alert_transitions_undelivered",
-            "Alert transitions waiting for their incident to be recorded (retried each round).",
-        ),
-        CounterMetricFamily(
-            "outrider_alert_transition_failures",
-            "Failed attempts to record an alert transition (incident, hooks).",
-        ),
-    )

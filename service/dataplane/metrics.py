@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 
+from service import metric_families as families
 from service.label_bounds import OTHER, BoundedLabel, LabelPolicy
 
 #: gRPC status codes by number, for the `code` label.
@@ -54,54 +55,15 @@ class DataplaneMetrics:
         self.model_label = labels.model
         self.version_label = labels.version
         self.method_label = BoundedLabel(64)
-        self.requests = Counter(
-            "outrider_requests_total",
-            "gRPC calls relayed, by model, version, method and status code.",
-            ["model", "version", "method", "code"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "outrider_request_duration_seconds",
-            "Duration of relayed gRPC calls as observed by the tap (request HEADERS to end).",
-            ["model", "version", "method"],
-            buckets=DURATION_BUCKETS,
-            registry=registry,
-        )
-        self.connections_active = Gauge(
-            "outrider_connections_active",
-            "Client connections open on the relay.",
-            registry=registry,
-        )
-        self.connections_rejected = Counter(
-            "outrider_connections_rejected_total",
-            "Client connections closed at once, by reason.",
-            ["reason"],
-            registry=registry,
-        )
-        self.tap_samples = Counter(
-            "outrider_tap_samples_total",
-            "Inference calls by sampling outcome (sampled, dropped, skipped, error).",
-            ["outcome"],
-            registry=registry,
-        )
-        self.tap_disabled = Counter(
-            "outrider_tap_disabled_connections_total",
-            "Connections whose tap was switched off after an error, by reason.",
-            ["reason"],
-            registry=registry,
-        )
-        self.upstream_errors = Counter(
-            "outrider_upstream_errors_total",
-            "Failures talking to the upstream, by reason.",
-            ["reason"],
-            registry=registry,
-        )
-        self.drain_deadline_closes = Counter(
-            "outrider_drain_deadline_closes_total",
-            "Connections closed at their drain deadline (shutdown or fallback switch) while "
-            "calls may still have been open.",
-            registry=registry,
-        )
+        # Families are declared in service/metric_families.py (the one list).
+        self.requests = families.REQUESTS.counter(registry)
+        self.duration = families.REQUEST_DURATION.histogram(registry, DURATION_BUCKETS)
+        self.connections_active = families.CONNECTIONS_ACTIVE.gauge(registry)
+        self.connections_rejected = families.CONNECTIONS_REJECTED.counter(registry)
+        self.tap_samples = families.TAP_SAMPLES.counter(registry)
+        self.tap_disabled = families.TAP_DISABLED.counter(registry)
+        self.upstream_errors = families.UPSTREAM_ERRORS.counter(registry)
+        self.drain_deadline_closes = families.DRAIN_DEADLINE_CLOSES.counter(registry)
         self.relayed_bytes = RelayedBytes()
         registry.register(self.relayed_bytes)
         for outcome in ("sampled", "dropped", "skipped", "error"):
@@ -116,11 +78,7 @@ class RelayedBytes:
         self.response = 0
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
-            "outrider_tap_bytes",
-            "Bytes relayed, by direction (request: client to upstream).",
-            labels=["direction"],
-        )
+        family = families.TAP_BYTES.counter_family()
         family.add_metric(["request"], self.request)
         family.add_metric(["response"], self.response)
         yield family

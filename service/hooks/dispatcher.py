@@ -21,12 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from service.alerting.events import AlertEvent
 from service.hooks.actions import OUTCOMES, Hook, HookResult, Outcome
 from service.hooks.recorder import ActionRecorder
 from service.hooks.settings import HookMatch
+from service.metric_families import HOOK_ACTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -108,12 +109,7 @@ class HookDispatcher:
         self._done: OrderedDict[tuple[str, str, Phase], None] = OrderedDict()
         self._skip_recorded: OrderedDict[tuple[str, str, Phase, str], None] = OrderedDict()
         self._memory_capacity = memory_capacity
-        self._actions = Counter(
-            "outrider_hook_actions",
-            "Hook actions and dispatcher decisions, by hook and outcome.",
-            ["hook", "outcome"],
-            registry=registry,
-        )
+        self._actions = HOOK_ACTIONS.counter(registry)
         for name in names:
             for outcome in OUTCOMES:
                 self._actions.labels(hook=name, outcome=outcome)

@@ -10,14 +10,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from service import metric_families as families
 from service.monitor.reference import reference_version_labels
 from service.monitor.stats import MonitorStats
-
-_DETECTOR_LABELS = ["model", "version", "signal", "detector"]
 
 
 class MonitorCollector(Collector):
@@ -65,74 +63,23 @@ class MonitorCollector(Collector):
         return iter(f.all())
 
 
-def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, labels=labels)
-
-
-def _counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
-    return CounterMetricFamily(name, doc, labels=labels)
-
-
 class _Families:
-    """The metric families of one scrape."""
+    """The metric families of one scrape (declared in service/metric_families.py)."""
 
     def __init__(self) -> None:
-        d = _DETECTOR_LABELS
-        self.score = _gauge("outrider_drift_score", "Latest detector statistic.", d)
-        self.threshold = _gauge(
-            "outrider_drift_threshold",
-            "Decision threshold on the score's scale: the score above it signals drift.",
-            d,
-        )
-        self.p_value = _gauge("outrider_drift_p_value", "Latest detector p-value.", d)
-        self.detected = _gauge(
-            "outrider_drift_detected",
-            "1 when the detector's latest evaluation signalled drift, else 0.",
-            d,
-        )
-        self.ood = _gauge(
-            "outrider_ood_ratio", "Share of the window's rows flagged out of distribution.", d
-        )
-        self.fill = _gauge(
-            "outrider_window_fill_ratio",
-            "Fraction of the detector's window holding samples (0..1).",
-            d,
-        )
-        self.reference = _gauge(
-            "outrider_reference_samples",
-            "Rows in the signal's reference sample. A reference applies to every version of "
-            "its model: one series per version of the signal's traffic (the drift metrics' "
-            "version labels); before any traffic, the version it was built or captured from.",
-            ["model", "version", "signal"],
-        )
-        self.errors = _counter(
-            "outrider_signal_errors",
-            "Calls skipped because their tensor did not fit the signal, by reason.",
-            ["model", "signal", "reason"],
-        )
-        self.shed = _counter(
-            "outrider_monitor_shed_samples",
-            "Samples not fed to detectors because the monitor was overloaded.",
-            ["model", "signal"],
-        )
-        self.fed = _counter(
-            "outrider_monitor_samples",
-            "Samples (rows) that reached the signal's detectors.",
-            ["model", "signal"],
-        )
-        self.decode = _counter(
-            "outrider_monitor_decode_errors",
-            "Sampled observations that could not be decoded, by reason.",
-            ["reason"],
-        )
-        self.observed = _counter(
-            "outrider_monitor_observations",
-            "Observations the monitor worker took from its queue, by outcome.",
-            ["outcome"],
-        )
-        self.depth = _gauge(
-            "outrider_monitor_queue_depth", "Observations waiting for the monitor worker.", []
-        )
+        self.score = families.DRIFT_SCORE.gauge_family()
+        self.threshold = families.DRIFT_THRESHOLD.gauge_family()
+        self.p_value = families.DRIFT_P_VALUE.gauge_family()
+        self.detected = families.DRIFT_DETECTED.gauge_family()
+        self.ood = families.OOD_RATIO.gauge_family()
+        self.fill = families.WINDOW_FILL.gauge_family()
+        self.reference = families.REFERENCE_SAMPLES.gauge_family()
+        self.errors = families.SIGNAL_ERRORS.counter_family()
+        self.shed = families.MONITOR_SHED_SAMPLES.counter_family()
+        self.fed = families.MONITOR_SAMPLES.counter_family()
+        self.decode = families.MONITOR_DECODE_ERRORS.counter_family()
+        self.observed = families.MONITOR_OBSERVATIONS.counter_family()
+        self.depth = families.MONITOR_QUEUE_DEPTH.gauge_family()
 
     def all(self) -> list[Metric]:
         return [

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
+from service import metric_families as families
 from service.label_bounds import LabelPolicy
 from service.probes.evaluation import RunResults
 
@@ -13,81 +14,19 @@ class ProbeMetrics:
 
     def __init__(self, registry: CollectorRegistry, *, labels: LabelPolicy) -> None:
         self.labels = labels
-        mvs = ["model", "version", "suite"]
-        self.accuracy = Gauge(
-            "outrider_probe_accuracy_ratio",
-            "Share of probes the model labels correctly, per variant (clean, corruption/"
-            "severity, attack) and 'all'.",
-            [*mvs, "variant"],
-            registry=registry,
-        )
-        self.attack_success = Gauge(
-            "outrider_probe_attack_success_ratio",
-            "Share of correctly labelled clean probes whose adversarial version fools the model.",
-            mvs,
-            registry=registry,
-        )
-        self.median_queries = Gauge(
-            "outrider_probe_attack_median_queries",
-            "Median model queries an attack needed to succeed.",
-            mvs,
-            registry=registry,
-        )
-        self.flip = Gauge(
-            "outrider_probe_flip_ratio",
-            "Share of probes whose label differs from the last known-good version's label.",
-            mvs,
-            registry=registry,
-        )
-        self.confidence = Gauge(
-            "outrider_probe_confidence_ratio",
-            "Top-class score over the suite's probes (statistic: mean, p10).",
-            [*mvs, "statistic"],
-            registry=registry,
-        )
-        self.margin = Gauge(
-            "outrider_probe_margin_ratio",
-            "Top minus runner-up score over the suite's probes (statistic: mean, p10).",
-            [*mvs, "statistic"],
-            registry=registry,
-        )
-        self.stability = Gauge(
-            "outrider_probe_stability_radius",
-            "Gaussian-noise stability radius sigma * Phi^-1(p_A) in input units "
-            "(statistic: median, mean).",
-            [*mvs, "statistic"],
-            registry=registry,
-        )
-        self.regression = Gauge(
-            "outrider_probe_regression",
-            "1 when the version regressed against the last known-good version on the suite.",
-            mvs,
-            registry=registry,
-        )
-        self.regression_p_value = Gauge(
-            "outrider_probe_regression_p_value",
-            "p-value of the paired McNemar test against the last known-good version.",
-            mvs,
-            registry=registry,
-        )
-        self.runs = Counter(
-            "outrider_probe_runs",
-            "Probe runs by outcome (ok, failed, refused).",
-            ["model", "suite", "outcome"],
-            registry=registry,
-        )
-        self.last_run = Gauge(
-            "outrider_probe_last_run_timestamp_seconds",
-            "When a suite last finished a run, by outcome.",
-            ["model", "suite", "outcome"],
-            registry=registry,
-        )
-        self.duration = Gauge(
-            "outrider_probe_run_duration_seconds",
-            "Wall time of the suite's last run.",
-            ["model", "suite"],
-            registry=registry,
-        )
+        # Families are declared in service/metric_families.py (the one list).
+        self.accuracy = families.PROBE_ACCURACY.gauge(registry)
+        self.attack_success = families.PROBE_ATTACK_SUCCESS.gauge(registry)
+        self.median_queries = families.PROBE_ATTACK_MEDIAN_QUERIES.gauge(registry)
+        self.flip = families.PROBE_FLIP.gauge(registry)
+        self.confidence = families.PROBE_CONFIDENCE.gauge(registry)
+        self.margin = families.PROBE_MARGIN.gauge(registry)
+        self.stability = families.PROBE_STABILITY.gauge(registry)
+        self.regression = families.PROBE_REGRESSION.gauge(registry)
+        self.regression_p_value = families.PROBE_REGRESSION_P_VALUE.gauge(registry)
+        self.runs = families.PROBE_RUNS.counter(registry)
+        self.last_run = families.PROBE_LAST_RUN.gauge(registry)
+        self.duration = families.PROBE_RUN_DURATION.gauge(registry)
 
     def record_outcome(
         self, model: str, suite: str, outcome: str, finished_at: float, duration: float
