@@ -30,6 +30,7 @@ from service.hooks.settings import HooksSettings
 from service.label_bounds import LabelSettings
 from service.monitor.settings import ModelSettings, MonitorSettings
 from service.probes.settings import ProbeSettings
+from service.store.retention import RetentionSettings
 
 
 class AdminSettings(BaseModel):
@@ -83,36 +84,6 @@ class CheckpointSettings(BaseModel):
     interval_seconds: float = Field(
         default=30.0, gt=0, description="A kill -9 loses at most this much detector state."
     )
-
-
-class RetentionSettings(BaseModel):
-    """How long the state directory keeps what it no longer needs, so the volume never fills.
-
-    Pruned: resolved incidents (with their actions and plots), probe runs (except the
-    known-good baseline each regression test compares with) and set-aside `*.corrupt-*`
-    files. Open incidents and the known-good promotion state are never pruned.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    days: int = Field(
-        default=90,
-        ge=0,
-        le=36500,
-        description="Keep resolved incidents (with their actions and plots), probe runs and "
-        "set-aside `*.corrupt-*` files this many days. Open incidents and the runs the probe "
-        "regression test compares with are kept whatever their age. 0: keep everything forever.",
-    )
-    interval_hours: float = Field(
-        default=24.0,
-        gt=0,
-        le=8760,
-        description="How often pruning runs (it runs once at start, then at this interval).",
-    )
-
-    @property
-    def enabled(self) -> bool:
-        return self.days > 0
 
 
 RENAMED_KEYS: dict[tuple[str, str], tuple[str, str]] = {

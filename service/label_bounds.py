@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -85,20 +85,31 @@ class VersionLabels:
         self._seen = {str(m): [str(v) for v in vs][: self.limit] for m, vs in state.items()}
 
 
+class _CheckpointRegistry(Protocol):
+    def register(self, name: str, part: LabelPolicy) -> None: ...
+
+
 class LabelPolicy:
     """The one model and version label rule of the process; see the module docstring.
 
     Thread-safe: the relay's loop, the monitor worker and the probe scheduler all ask it.
+    Its admitted versions are checkpointed, so they keep their labels after a restart.
     """
 
     def __init__(
-        self, settings: LabelSettings | None = None, *, known_models: Iterable[str] = ()
+        self,
+        settings: LabelSettings | None = None,
+        *,
+        known_models: Iterable[str] = (),
+        checkpoints: _CheckpointRegistry | None = None,
     ) -> None:
         self.settings = settings if settings is not None else LabelSettings()
         self._known = frozenset(known_models)
         self._models = BoundedLabel(self.settings.max_models)
         self._versions = VersionLabels(self.settings.max_versions_per_model)
         self._lock = threading.Lock()
+        if checkpoints is not None:
+            checkpoints.register(CHECKPOINT_PART, self)
 
     def model(self, model: str) -> str:
         """The label of `model`: its name, or `other` past the limit of unconfigured models."""

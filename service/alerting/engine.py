@@ -26,6 +26,7 @@ from service.alerting.reading_store import ReadingStore
 from service.alerting.readings import Reading, reading_evidence
 from service.alerting.rules import RuleEngine
 from service.alerting.settings import AlertRuleSettings
+from service.store.checkpointer import CheckpointRegistry
 
 CHECKPOINT_PART = "alerts"
 
@@ -53,6 +54,7 @@ class AlertEngine:
         max_undelivered: int = 256,
         readings: ReadingStore | None = None,
         outbox: Outbox | None = None,
+        checkpoints: CheckpointRegistry | None = None,
     ) -> None:
         self._rules = RuleEngine(rules, stale_after=stale_after)
         self.rules = self._rules.rules
@@ -67,6 +69,8 @@ class AlertEngine:
         self._evaluation_lock = threading.Lock()
         if registry is not None:
             registry.register(AlertMetrics(self))
+        if checkpoints is not None:
+            checkpoints.register(CHECKPOINT_PART, self)
 
     def observe(self, reading: Reading) -> None:
         """Publish `reading` to the reading store (as any source does)."""

@@ -17,6 +17,7 @@ import structlog
 from service.alerting.history import ReadingHistory, ReadingSeries
 from service.alerting.readings import Reading, ReadingKey, SourceKind
 from service.label_bounds import LabelPolicy
+from service.store.checkpointer import CheckpointRegistry
 
 CHECKPOINT_PART = "history"
 
@@ -35,13 +36,19 @@ class ReadingStore:
     """
 
     def __init__(
-        self, history: ReadingHistory | None = None, *, labels: LabelPolicy | None = None
+        self,
+        history: ReadingHistory | None = None,
+        *,
+        labels: LabelPolicy | None = None,
+        checkpoints: CheckpointRegistry | None = None,
     ) -> None:
         self.history = history if history is not None else ReadingHistory()
         self._labels = labels
         self._lock = threading.Lock()
         self._latest: dict[ReadingKey, Reading] = {}
         self._listeners: list[Listener] = []
+        if checkpoints is not None:
+            checkpoints.register(CHECKPOINT_PART, self)
 
     def publish(self, reading: Reading) -> None:
         """Take `reading` as the latest of its stream and add it to the history."""

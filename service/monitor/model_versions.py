@@ -82,3 +82,9 @@ def upstream_version_lookup(target: str, *, timeout: float = 2.0) -> Callable[[s
         return asyncio.run(ask())
 
     return lookup
+
+
+def upstream_lookup_for(target: str, *, tls: bool) -> Callable[[str], str | None] | None:
+    """The ModelMetadata lookup of the upstream at host:port `target`, or None for a TLS
+    upstream (the lookup client speaks plaintext only)."""
+    return None if tls else upstream_version_lookup(target)

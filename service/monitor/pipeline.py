@@ -37,6 +37,7 @@ from service.monitor.reference import ReferenceStore
 from service.monitor.settings import PipelineConfig
 from service.monitor.signal_rows import rows_of
 from service.monitor.stats import MonitorCounters, MonitorStats
+from service.store.checkpointer import CheckpointRegistry
 
 CHECKPOINT_PART = "pipeline"
 IDLE_REFRESH_SECONDS = 1.0  # time windows move on without traffic: re-read them this often
@@ -60,6 +61,7 @@ class MonitorPipeline:
         state_dir: Path,
         sink: ReadingStore | None = None,
         labels: LabelPolicy | None = None,
+        checkpoints: CheckpointRegistry | None = None,
         version_lookup: Callable[[str], str | None] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -99,6 +101,8 @@ class MonitorPipeline:
         )
         if registry is not None:
             registry.register(MonitorCollector(self.stats))
+        if checkpoints is not None:
+            checkpoints.register(CHECKPOINT_PART, self)
 
     # -- the sink and the worker (see `intake`) ----------------------------------------------
 

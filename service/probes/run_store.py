@@ -295,3 +295,15 @@ class RunStore:
                 " promoted_at = excluded.promoted_at",
                 (model, version, at),
             )
+
+
+def prune_probe_runs(state_root: Path, started_before: float) -> int:
+    """Prunes the probe run history, on its own connection (so whether or not probes run)."""
+    path = run_store_path(state_root)
+    if not path.exists():
+        return 0
+    store = RunStore(path)
+    try:
+        return store.prune_runs(started_before)
+    finally:
+        store.close()

@@ -81,6 +81,10 @@ class IncidentPruning:
     actions: int
     plots: int
 
+    def counts(self) -> dict[str, int]:
+        """The counts by kind, for the retention log line."""
+        return {"incidents": self.incidents, "actions": self.actions, "plots": self.plots}
+
 
 class IncidentStoreError(RuntimeError):
     """The incidents database cannot be opened or migrated; the message says why."""

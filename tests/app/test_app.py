@@ -17,9 +17,10 @@ import pytest
 from structlog.testing import capture_logs
 
 import service.app
-from service.app import ListenerError, OutriderApp
+from service.app import OutriderApp
 from service.config import OutriderSettings
 from service.dataplane.observation import RpcObservation
+from service.listeners import ListenerError
 from tests.support.peers import free_port
 from tests.support.waiting import on_event_loop, poll
 
@@ -322,7 +323,7 @@ async def test_probes_that_cannot_start_are_switched_off_and_traffic_goes_on(
     with capture_logs() as logs:
         await app.start()
     try:
-        assert app.probes is None
+        assert app.probes.scheduler is None
         [disabled] = [e for e in logs if e["event"] == "probes.disabled"]
         assert (disabled["log_level"], disabled["error"]) == ("error", reason)
         admin = f"http://127.0.0.1:{app.admin.port}"  # type: ignore[union-attr]

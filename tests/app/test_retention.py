@@ -14,8 +14,8 @@ from structlog.testing import capture_logs
 from service.app import OutriderApp
 from service.config import OutriderSettings
 from service.probes.run_store import RunRecord, RunStore, run_store_path
-from service.retention import remove_set_aside_files
 from service.store.incidents import IncidentPruning, IncidentStore
+from service.store.set_aside import remove_set_aside_files
 from service.store.state_dir import prepare_state_dir
 from tests.support.peers import free_port
 from tests.support.waiting import on_event_loop, poll
@@ -175,7 +175,7 @@ async def test_a_failed_pruning_is_logged_and_retried_next_interval(tmp_path: Pa
                 lambda: len([e for e in logs if e["event"] == "state_pruned"]) >= 2,
                 "the second pruning's log line",
             )
-            assert app._alert_thread is not None and app._alert_thread.is_alive()
+            assert app.alert_loop.alive
         finally:
             await app.stop(grace=0)
     [failure] = [e for e in logs if e["event"] == "state_pruning_failed"]
