@@ -1,4 +1,6 @@
-"""Builds the configured detectors of a signal from the detectors/ package and a reference."""
+"""Builds the configured detectors of a signal from the detectors/ package and a reference.
+
+Which class a type is, and how it runs, comes from `detector_registry`."""
 
 from __future__ import annotations
 
@@ -10,29 +12,14 @@ import numpy as np
 
 import detectors
 from detectors.base import DriftDetector, OODScorer
+from service.monitor.detector_registry import DETECTORS
 from service.monitor.monitored_detector import (
     MonitoredDetector,
     OodRateWindow,
     StreamingDetector,
     TumblingTimeWindow,
 )
-from service.monitor.settings import SCORER_TYPES, DetectorSettings
-
-# Config type -> class name in the detectors package.
-DETECTOR_CLASSES: dict[str, str] = {
-    "ks": "KSDrift",
-    "mmd": "MMDDrift",
-    "cvm": "CVMDrift",
-    "chi_square": "ChiSquareDrift",
-    "bbsd": "BBSDDrift",
-    "rff_mmd_online": "RffMmdOnline",
-    "cvm_online": "CVMOnline",
-    "pca_reconstruction": "PCAReconstructionDrift",
-    "mahalanobis": "MahalanobisScorer",
-    "knn": "KnnScorer",
-    "energy": "EnergyScorer",
-    "max_softmax": "MaxSoftmaxScorer",
-}
+from service.monitor.settings import DetectorSettings
 
 # Without `window`, a time window keeps at most this many rows per period.
 DEFAULT_TIME_WINDOW_CAP = 5000
@@ -44,7 +31,7 @@ class DetectorBuildError(ValueError):
 
 
 def _detector_class(kind: str) -> type[Any]:
-    name = DETECTOR_CLASSES[kind]
+    name = DETECTORS[kind].class_name
     cls = getattr(detectors, name, None)
     if cls is None:
         raise DetectorBuildError(f"detector type {kind!r} needs detectors.{name}, not available")
@@ -84,7 +71,7 @@ def build_detector(
     reference = subsample_reference(reference, settings.reference_rows, params["seed"])
     label = f"detector {settings.label!r} ({settings.type})"
     try:
-        if settings.type in SCORER_TYPES:
+        if DETECTORS[settings.type].role == "scorer":
             alpha = float(params.pop("alpha", 0.01))
             scorer = cls(**params)
             if not isinstance(scorer, OODScorer):

@@ -24,27 +24,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-DetectorType = Literal[
-    "ks",
-    "mmd",
-    "cvm",
-    "chi_square",
-    "bbsd",
-    "rff_mmd_online",
-    "cvm_online",
-    "pca_reconstruction",
-    "mahalanobis",
-    "knn",
-    "energy",
-    "max_softmax",
-]
+from service.monitor.detector_registry import DETECTORS, detector_kind
 
-ONLINE_TYPES: frozenset[str] = frozenset({"rff_mmd_online", "cvm_online"})
-SCORER_TYPES: frozenset[str] = frozenset({"mahalanobis", "knn", "energy", "max_softmax"})
+DetectorType = Annotated[str, AfterValidator(lambda name: detector_kind(name).type)]
+"""A registered detector type (see `detector_registry`)."""
 
 
 class _Strict(BaseModel):
@@ -184,7 +178,9 @@ class ReferenceSettings(_Strict):
 class DetectorSettings(_Strict):
     """One detector on a signal, with its window and its own parameters."""
 
-    type: DetectorType = Field(description="Detector kind from the detectors package.")
+    type: DetectorType = Field(
+        description="Detector type: " + ", ".join(DETECTORS) + "."
+    )
     name: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$",
@@ -211,7 +207,8 @@ class DetectorSettings(_Strict):
     def _window(self) -> DetectorSettings:
         if self.window is None and self.window_seconds is None:
             raise ValueError("a detector needs window (samples), window_seconds, or both")
-        if self.type in ONLINE_TYPES and (self.window is None or self.window_seconds is not None):
+        online = detector_kind(self.type).role == "online"
+        if online and (self.window is None or self.window_seconds is not None):
             raise ValueError(
                 f"{self.type} is an online detector: give `window` (samples), not window_seconds"
             )

@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.monitor.detector_factory import DETECTOR_CLASSES, build_detector
-from service.monitor.settings import ONLINE_TYPES, DetectorSettings
+from service.monitor.detector_factory import build_detector
+from service.monitor.detector_registry import DETECTORS
+from service.monitor.settings import DetectorSettings
 
 # Small settings per type so each test stays fast (bootstraps calibrate online detectors).
 _PARAMS: dict[str, dict[str, Any]] = {
@@ -28,7 +29,7 @@ def _rows(kind: str, rng: np.random.Generator, n: int, shift: float = 0.0) -> np
     return np.asarray(x)
 
 
-@pytest.mark.parametrize("kind", sorted(DETECTOR_CLASSES))
+@pytest.mark.parametrize("kind", sorted(DETECTORS))
 def test_each_type_builds_updates_and_round_trips(kind: str) -> None:
     settings = DetectorSettings.model_validate(
         {"type": kind, "window": 20, "params": _PARAMS.get(kind, {})}
@@ -46,5 +47,5 @@ def test_each_type_builds_updates_and_round_trips(kind: str) -> None:
     assert b.snapshot(2.0) == a.snapshot(2.0)
     snap = a.snapshot(2.0)
     assert 0.0 <= snap.window_fill <= 1.0
-    if kind not in ONLINE_TYPES:
+    if DETECTORS[kind].role != "online":
         assert snap.window_fill == 1.0

@@ -406,9 +406,12 @@ def test_reference_rows_subsample_is_seeded_and_bounded() -> None:
 def test_bad_detector_params_fail_at_start(
     reference_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from service.monitor.detector_factory import DETECTOR_CLASSES, DetectorBuildError
+    from service.monitor import detector_factory
+    from service.monitor.detector_factory import DetectorBuildError
+    from service.monitor.detector_registry import DETECTORS, DetectorKind
 
-    monkeypatch.setitem(DETECTOR_CLASSES, "energy", "NoSuchScorer")
+    registry = {**DETECTORS, "energy": DetectorKind("energy", "NoSuchScorer", "scorer")}
+    monkeypatch.setattr(detector_factory, "DETECTORS", registry)
     settings = _settings(detectors=[{"type": "ks", "window": 10, "params": {"alpha": 2.0}}])
     with pytest.raises(DetectorBuildError, match="detector 'ks' \\(ks\\): alpha must be"):
         MonitorPipeline(settings, registry=None, state_dir=reference_dir)
