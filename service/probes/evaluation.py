@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.alerting.readings import Reading
 from service.probes.noise_stability import stability_from_labels
+from service.probes.regression import RegressionVerdict
 from service.probes.suite import ProbeSuite
 
 
@@ -109,4 +111,31 @@ def evaluate_run(
         median_queries=median_queries,
         stability_radius=stability,
         flip_rate=flip_rate,
+    )
+
+
+def probe_reading(
+    model: str,
+    version: str,
+    suite: str,
+    at: float,
+    results: RunResults,
+    verdict: RegressionVerdict | None,
+) -> Reading:
+    """The `probe` reading of a scored run: accuracy against the baseline's, the verdict.
+
+    Without a baseline to compare with, the threshold is the run's own accuracy and the
+    verdict is no regression.
+    """
+    return Reading(
+        kind="probe",
+        model=model,
+        version=version,
+        signal=suite,
+        detector="",
+        timestamp=at,
+        verdict=bool(verdict and verdict.regression),
+        score=results.accuracy,
+        threshold=results.accuracy if verdict is None else verdict.baseline_accuracy,
+        p_value=None if verdict is None else verdict.p_value,
     )

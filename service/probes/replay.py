@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
 
 from service.oip.client import InferenceClient
+from service.oip.codec import TensorError
 from service.probes.rate_limit import ProbeRateLimiter
 
 PROBE_METADATA: tuple[tuple[str, str], ...] = (("x-outrider-probe", "1"),)
@@ -17,6 +19,17 @@ PROBE_METADATA: tuple[tuple[str, str], ...] = (("x-outrider-probe", "1"),)
 
 class ModelAnswerError(RuntimeError):
     """The model server answered, but not with the score output the probes need."""
+
+
+RUN_ERRORS = (grpc.aio.AioRpcError, TensorError, ModelAnswerError, OSError, asyncio.TimeoutError)
+"""What a run may meet from the model server side; anything else is a bug and propagates."""
+
+
+def describe_run_error(exc: BaseException) -> str:
+    """One line for the run history and the log."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"gRPC {exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import grpc
-import numpy as np
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
@@ -27,28 +25,27 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
-from service.alerting.readings import Reading, ReadingSink
+from service.alerting.readings import ReadingSink
 from service.label_bounds import LabelPolicy
 from service.oip.client import InferenceClient
-from service.oip.codec import TensorError
-from service.probes.black_box import run_async
-from service.probes.evaluation import RunResults, evaluate_run
+from service.probes.live_attack import live_attack
 from service.probes.metrics import ProbeMetrics
 from service.probes.rate_limit import ProbeRateLimiter
-from service.probes.regression import RegressionVerdict, paired_regression
-from service.probes.replay import PROBE_METADATA, ModelAnswerError, ProbeReplayer
-from service.probes.run_store import RunOutcome, RunRecord, RunStore, run_store_path
+from service.probes.replay import (
+    PROBE_METADATA,
+    RUN_ERRORS,
+    ProbeReplayer,
+)
+from service.probes.run_store import RunRecord, RunStore, run_store_path
 from service.probes.settings import ProbeSettings, ScheduleSettings, SuiteSettings
 from service.probes.signature import ModelSignature, SuiteMismatchError
-from service.probes.square_attack import SquareAttack
-from service.probes.suite import ProbeSuite, SuiteFormatError, load_suite
+from service.probes.suite import SuiteFormatError, load_suite
+from service.probes.suite_run import LoadedSuite, SuiteRunner, off_loop
 
 _T = TypeVar("_T")
 
 log = structlog.get_logger(__name__)
 
-# What a run may meet from the model server side; anything else is a bug and propagates.
-_RUN_ERRORS = (grpc.aio.AioRpcError, TensorError, ModelAnswerError, OSError, asyncio.TimeoutError)
 
 
 def trigger_for(schedule: ScheduleSettings) -> BaseTrigger:
@@ -57,15 +54,6 @@ def trigger_for(schedule: ScheduleSettings) -> BaseTrigger:
         return CronTrigger.from_crontab(schedule.cron, timezone="UTC")
     assert schedule.interval_seconds is not None  # guaranteed by ScheduleSettings
     return IntervalTrigger(seconds=schedule.interval_seconds, timezone="UTC")
-
-
-@dataclass(frozen=True)
-class LoadedSuite:
-    """A configured suite and its rows."""
-
-    settings: SuiteSettings
-    suite: ProbeSuite
-    digest: str
 
 
 class ProbeScheduler:
@@ -103,6 +91,7 @@ class ProbeScheduler:
         self._scheduler: AsyncIOScheduler | None = None
         self._running: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[object]] = set()
+        self._runner = SuiteRunner(settings, self.store, self.metrics, sink, clock)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -139,7 +128,7 @@ class ProbeScheduler:
                 loaded.suite.check_against(model, signatures[model])
             except SuiteMismatchError as exc:
                 self._refuse(loaded.settings, str(exc))
-            except _RUN_ERRORS as exc:
+            except RUN_ERRORS as exc:
                 log.warning("probes.signature_unchecked", suite=name, model=model, error=str(exc))
 
     def _ensure_client(self) -> InferenceClient:
@@ -208,9 +197,7 @@ class ProbeScheduler:
         task.add_done_callback(self._tasks.discard)
 
     async def _db(self, call: Callable[..., _T], *args: Any) -> _T:
-        """Runs a run-store call in a worker thread: SQLite waits on the disk (fsync), and
-        this event loop is the relay's, so it must never wait on SQLite itself."""
-        return await asyncio.to_thread(call, *args)
+        return await off_loop(call, *args)
 
     # -- one run -----------------------------------------------------------------------
 
@@ -226,169 +213,18 @@ class ProbeScheduler:
             return await self._run(loaded)
 
     async def _run(self, loaded: LoadedSuite) -> RunRecord:
-        cfg, suite = loaded.settings, loaded.suite
-        model = cfg.model
         client = self._ensure_client()
         assert self._replayer is not None
-        started = self._clock()
-        t0 = time.monotonic()
-        version = ""
-        try:
-            metadata = await client.model_metadata(model)
-            suite.check_against(model, ModelSignature.from_oip(metadata))
-            answers = await self._replayer.replay(
-                model,
-                suite.input_spec.name,
-                suite.score_output,
-                suite.inputs,
-                batch_size=cfg.batch_size,
-            )
-            versions = [v for v in answers.versions if v] or list(metadata.versions[-1:])
-            version = versions[0] if versions else ""
-            if len(versions) > 1:
-                raise _VersionChanged(versions)
-        except SuiteMismatchError as exc:
-            return await self._finish_unscored(loaded, "refused", started, t0, version, str(exc))
-        except _VersionChanged as exc:
-            record = await self._finish_unscored(
-                loaded, "failed", started, t0, exc.versions[-1], str(exc)
-            )
-            for v in exc.versions:
-                await self.on_version_seen(model, v)
-            return record
-        except _RUN_ERRORS as exc:
-            return await self._finish_unscored(
-                loaded, "failed", started, t0, version, _describe(exc)
-            )
-
-        baseline_version = await self._db(self.store.known_good, model)
-        baseline_run = None
-        if baseline_version is not None and baseline_version != version:
-            baseline_run = await self._db(
-                self.store.last_ok_run, model, cfg.name, baseline_version, loaded.digest
-            )
-        baseline_predictions = None if baseline_run is None else baseline_run.predictions
-        results = evaluate_run(suite, answers.scores, baseline_predictions=baseline_predictions)
-        verdict = self._judge(results, baseline_predictions, suite)
-        finished = self._clock()
-        predictions = np.argmax(answers.scores, axis=1)
-        record = RunRecord(
-            model=model,
-            version=version,
-            suite=cfg.name,
-            suite_digest=loaded.digest,
-            kind=suite.kind,
-            started_at=started,
-            finished_at=finished,
-            outcome="ok",
-            probes=len(suite),
-            accuracy=results.accuracy,
-            regression=None if verdict is None else verdict.regression,
-            p_value=None if verdict is None else verdict.p_value,
-            baseline_version=None if baseline_run is None else baseline_version,
-            predictions=predictions,
-            results=results.as_json(),
-        )
-        record = _with_id(record, await self._db(self.store.record_run, record))
-        self.metrics.record_outcome(model, cfg.name, "ok", finished, time.monotonic() - t0)
-        self.metrics.record_results(model, version, cfg.name, results)
-        self.metrics.record_regression(
-            model,
-            version,
-            cfg.name,
-            bool(verdict and verdict.regression),
-            None if verdict is None else verdict.p_value,
-        )
-        log.info(
-            "probes.run_ok",
-            suite=cfg.name,
-            model=model,
-            version=version,
-            accuracy=round(results.accuracy, 4),
-            regression=None if verdict is None else verdict.regression,
-            baseline_version=record.baseline_version,
-        )
-        if verdict is not None and verdict.regression:
-            await self._db(self.store.mark_regressed, model, version, finished)
-        self._emit(model, version, cfg.name, finished, results, verdict)
-        # The run that saw the version first counts towards its clean period.
-        await self.on_version_seen(model, version, exclude=cfg.name, at=started)
-        await self._maybe_promote(model, version)
-        return record
-
-    def _judge(
-        self, results: RunResults, baseline: np.ndarray | None, suite: ProbeSuite
-    ) -> RegressionVerdict | None:
-        if baseline is None or len(baseline) != len(suite):
-            return None
-        return paired_regression(
-            results.correct,
-            baseline == suite.labels,
-            alpha=self.settings.regression.alpha,
-            min_accuracy_drop=self.settings.regression.min_accuracy_drop,
-        )
-
-    def _emit(
-        self,
-        model: str,
-        version: str,
-        suite: str,
-        at: float,
-        results: RunResults,
-        verdict: RegressionVerdict | None,
-    ) -> None:
-        if self.sink is None:
-            return
-        reading = Reading(
-            kind="probe",
-            model=model,
-            version=version,
-            signal=suite,
-            detector="",
-            timestamp=at,
-            verdict=bool(verdict and verdict.regression),
-            score=results.accuracy,
-            threshold=results.accuracy if verdict is None else verdict.baseline_accuracy,
-            p_value=None if verdict is None else verdict.p_value,
-        )
-        try:
-            self.sink.publish(reading)
-        except Exception:  # the alert engine's failure must not fail the probe run
-            log.exception("probes.reading_sink_failed", suite=suite, model=model)
-
-    async def _finish_unscored(
-        self,
-        loaded: LoadedSuite,
-        outcome: RunOutcome,
-        started: float,
-        t0: float,
-        version: str,
-        error: str,
-    ) -> RunRecord:
-        cfg = loaded.settings
-        finished = self._clock()
-        record = RunRecord(
-            model=cfg.model,
-            version=version,
-            suite=cfg.name,
-            suite_digest=loaded.digest,
-            kind=loaded.suite.kind,
-            started_at=started,
-            finished_at=finished,
-            outcome=outcome,
-            probes=len(loaded.suite),
-            error=error,
-        )
-        record = _with_id(record, await self._db(self.store.record_run, record))
-        self.metrics.record_outcome(cfg.model, cfg.name, outcome, finished, time.monotonic() - t0)
-        log.error(
-            "probes.run_" + outcome,
-            suite=cfg.name,
-            model=cfg.model,
-            error=error,
-            retry="at the next scheduled run",
-        )
-        return record
+        done = await self._runner.run(loaded, client, self._replayer)
+        model, version = loaded.settings.model, done.record.version
+        if done.record.outcome == "ok":
+            # The run that saw the version first counts towards its clean period.
+            name = loaded.settings.name
+            await self.on_version_seen(model, version, exclude=name, at=done.started)
+            await self._maybe_promote(model, version)
+        for seen in done.versions_changed:
+            await self.on_version_seen(model, seen)
+        return done.record
 
     # -- versions ----------------------------------------------------------------------
 
@@ -439,87 +275,10 @@ class ProbeScheduler:
             return None
         self._ensure_client()
         assert self._replayer is not None
-        replayer = self._replayer
-        suite = loaded.suite
-        model = cfg.model
-        name = f"{cfg.source_suite}:live_square_{cfg.norm}"
-        clean = np.flatnonzero(suite.variants.astype(str) == "clean")[: cfg.samples]
-        x, y = suite.inputs[clean], suite.labels[clean]
-        value_range = suite.generator.get("value_range") or [float(x.min()), float(x.max())]
-        image_shape = cfg.image_shape or suite.generator.get("image_shape")
-        attack = SquareAttack(
-            eps=cfg.eps,
-            max_queries=cfg.max_queries,
-            norm=cfg.norm,
-            image_shape=tuple(image_shape) if image_shape else None,
-            value_range=(float(value_range[0]), float(value_range[1])),
-            seed=cfg.seed,
+        record = await live_attack(
+            cfg, loaded.suite, loaded.digest, self._replayer, self.metrics, self._clock
         )
-        versions: list[str] = []
-
-        async def scores(batch: np.ndarray) -> np.ndarray:
-            answer, version = await replayer.score(
-                model, suite.input_spec.name, suite.score_output, batch
-            )
-            versions.append(version)
-            return answer
-
-        started = self._clock()
-        t0 = time.monotonic()
-        try:
-            result = await run_async(attack.plan(x, y), scores)
-        except _RUN_ERRORS as exc:
-            failed = RunRecord(
-                model=model,
-                version="",
-                suite=name,
-                suite_digest=loaded.digest,
-                kind="live_square",
-                started_at=started,
-                finished_at=self._clock(),
-                outcome="failed",
-                probes=len(x),
-                error=_describe(exc),
-            )
-            self.metrics.record_outcome(model, name, "failed", failed.finished_at, 0.0)
-            log.error("probes.live_attack_failed", model=model, error=failed.error)
-            return _with_id(failed, await self._db(self.store.record_run, failed))
-        version = next((v for v in reversed(versions) if v), "")
-        finished = self._clock()
-        record = RunRecord(
-            model=model,
-            version=version,
-            suite=name,
-            suite_digest=loaded.digest,
-            kind="live_square",
-            started_at=started,
-            finished_at=finished,
-            outcome="ok",
-            probes=len(x),
-            results={
-                "success_rate": result.success_rate,
-                "median_queries": result.median_queries,
-                "mean_queries": result.mean_queries,
-                "eps": cfg.eps,
-                "norm": cfg.norm,
-                "max_queries": cfg.max_queries,
-            },
-        )
-        self.metrics.record_outcome(model, name, "ok", finished, time.monotonic() - t0)
-        self.metrics.record_attack(model, version, name, result.success_rate, result.median_queries)
         return _with_id(record, await self._db(self.store.record_run, record))
-
-
-class _VersionChanged(Exception):
-    def __init__(self, versions: list[str]) -> None:
-        self.versions = versions
-        super().__init__(f"model version changed during the run: {versions}")
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return f"gRPC {exc.code().name}: {exc.details()}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _with_id(record: RunRecord, run_id: int) -> RunRecord:
