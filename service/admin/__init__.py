@@ -1,1 +1,2 @@
-"""Admin HTTP: /metrics, /healthz, /readyz, incidents and inbound webhooks (aiohttp)."""
+"""Admin HTTP (aiohttp): /metrics, /healthz, /readyz, incidents, inbound Alertmanager,
+Flagger and Argo Rollouts requests (their transport-free cores live here too)."""

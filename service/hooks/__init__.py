@@ -1,7 +1,7 @@
 """Rollback hooks: the levers outrider pulls when an alert fires, and their safety rules.
 
-Alert events (:mod:`service.alerting.events`) from the in-process alert engine or from
-Alertmanager (:mod:`service.admin.alertmanager`) go to the
+Alert events (:mod:`service.alerting.events`) from the in-process alert rules or from
+Alertmanager (received by :mod:`service.admin.alertmanager`) go to the
 :class:`~service.hooks.dispatcher.HookDispatcher`, which runs the matching hooks under the
 safety rules (one action per incident and hook, cooldown, max actions per window, dry run,
 every action recorded and counted). Hooks: ``webhook``, ``kubernetes-deployment``,

@@ -1,1 +1,1 @@
-"""Durable state: the state directory, SQLite incidents and atomic detector checkpoints."""
+"""Durable state: the state directory, SQLite incidents, checkpoints and retention."""

@@ -19,8 +19,8 @@ from structlog.testing import capture_logs
 import service.app
 from service.app import OutriderApp
 from service.config import OutriderSettings
-from service.dataplane.observation import RpcObservation
 from service.listeners import ListenerError
+from tests.support.observations import observation
 from tests.support.peers import free_port
 from tests.support.waiting import on_event_loop, poll
 
@@ -94,7 +94,7 @@ async def test_a_stalled_monitor_is_reported_but_the_relay_stays_ready(
     try:
         # The monitor worker stops taking observations: its queue fills.
         await asyncio.to_thread(app.pipeline.stop)
-        assert app.pipeline.offer(observation())
+        assert app.pipeline.offer(observation("digits"))
         admin = f"http://127.0.0.1:{app.admin.port}"  # type: ignore[union-attr]
 
         async def alerts_reported_down() -> bool:
@@ -117,27 +117,6 @@ async def test_a_stalled_monitor_is_reported_but_the_relay_stays_ready(
     finally:
         release.set()
         await app.stop(grace=0)
-
-
-def observation() -> RpcObservation:
-    return RpcObservation(
-        connection_id=1,
-        stream_id=1,
-        method="/inference.GRPCInferenceService/ModelInfer",
-        authority="localhost",
-        start_time=0.0,
-        end_time=0.0,
-        request_bytes=0,
-        response_bytes=0,
-        grpc_status=0,
-        grpc_message="",
-        probe=False,
-        sampled=True,
-        request_messages=(),
-        response_messages=(),
-        model_name="digits",
-        model_version="3",
-    )
 
 
 @pytest.mark.parametrize("failing", ["relay", "admin"])
