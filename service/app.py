@@ -22,7 +22,6 @@ from service.admin.application import admin_application
 from service.admin.server import AdminServer
 from service.alerting.engine import AlertEngine
 from service.alerting.incident_flow import IncidentFlow
-from service.alerting.instances import AlertTransition
 from service.alerting.loop import AlertLoop
 from service.alerting.reading_store import ReadingStore
 from service.config import OutriderSettings
@@ -66,7 +65,7 @@ class OutriderApp:
             settings.labels, known_models=[*settings.models, *probe_models], checkpoints=checkpoints
         )
         upstream = settings.dataplane.upstream
-        target = f"{upstream.host}:{upstream.port}"
+        self._upstream = target = f"{upstream.host}:{upstream.port}"
         # A damaged capture of outrider's own is captured again; a damaged built reference,
         # or one that does not fit its signal, fails here at start, not mid-stream.
         set_aside_unreadable_captures(settings, state.root)
@@ -84,7 +83,7 @@ class OutriderApp:
         self.alerts = AlertEngine(
             settings.alerts,
             registry=registry,
-            on_transition=_not_started,  # the incident flow, once the event loop runs
+            on_transition=None,  # the incident flow, once the event loop runs (see start)
             stale_after=settings.alert_stale_after_seconds,
             readings=self.readings,
             checkpoints=checkpoints,
@@ -132,15 +131,11 @@ class OutriderApp:
 
     async def _start(self) -> None:
         settings, relay = self.settings, self.relay
-        target = f"{settings.dataplane.upstream.host}:{settings.dataplane.upstream.port}"
         for note in settings.deprecations:
             log.warning("config_key_deprecated", detail=note)
         self.alerts.on_transition = IncidentFlow(
-            self.incidents,
-            self.readings.history,
-            self.state_dir,
-            submit_event=self.dispatcher.submit,
-            loop=asyncio.get_running_loop(),
+            self.incidents, self.readings.history, self.state_dir,
+            submit_event=self.dispatcher.submit, loop=asyncio.get_running_loop(),
         )
         self.checkpoints.restore()
         self.pipeline.start()
@@ -150,6 +145,7 @@ class OutriderApp:
         await start_listener("relay", dataplane.listen_host, dataplane.listen_port, relay.start)
         # Traffic first: probes (which may replay suites at once) only once the relay is up.
         await self.probes.start()
+
         def relay_readiness() -> tuple[bool, str]:
             return relay.ready, "accepting" if relay.ready else "not accepting"
 
@@ -173,7 +169,7 @@ class OutriderApp:
         )
         await start_listener("admin", admin.host, admin.port, self.admin.start)
         log.info("outrider.started", version=__version__, state_dir=str(self.state_dir.root),
-                 relay=f"{dataplane.listen_host}:{relay.port}", upstream=target,
+                 relay=f"{dataplane.listen_host}:{relay.port}", upstream=self._upstream,
                  admin=f"{admin.host}:{self.admin.port}")
 
     async def stop(self, grace: float | None = None) -> None:
@@ -197,11 +193,6 @@ class OutriderApp:
             await self.admin.stop()
         if ended:
             self.incidents.close()
-
-
-def _not_started(transition: AlertTransition) -> None:
-    # Raising keeps the transition in the outbox until the incident flow takes over.
-    raise RuntimeError("the incident flow starts with the app")
 
 
 async def serve(settings: OutriderSettings) -> None:

@@ -40,7 +40,8 @@ class AlertEngine:
     the admin endpoints call `firing`. `on_transition` runs in the thread that called
     `evaluate`, in transition order; evaluations run one at a time, hand-overs included,
     so two threads never hand over the same waiting transition. A transition whose
-    `on_transition` raised waits in the outbox (see `service.alerting.outbox`).
+    `on_transition` raised waits in the outbox (see `service.alerting.outbox`), as do all
+    transitions while `on_transition` is None (the app sets it once its event loop runs).
     """
 
     def __init__(
@@ -48,7 +49,7 @@ class AlertEngine:
         rules: Sequence[AlertRuleSettings],
         *,
         registry: CollectorRegistry | None,
-        on_transition: Callable[[AlertTransition], None],
+        on_transition: Callable[[AlertTransition], None] | None,
         clock: Callable[[], float] = time.time,
         stale_after: float | None = None,
         max_undelivered: int = 256,
@@ -99,7 +100,8 @@ class AlertEngine:
             for transition in transitions:
                 _announce(transition)
             self.outbox.put(transitions)
-            self.outbox.deliver(self.on_transition, at)
+            if self.on_transition is not None:
+                self.outbox.deliver(self.on_transition, at)
         return transitions
 
     def instances(self) -> list[AlertInstance]:
