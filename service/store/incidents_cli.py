@@ -109,11 +109,17 @@ def format_incident(incident: Incident, as_json: bool) -> str:
     return _render(*parts)
 
 
+# Per-dimension evidence: `top_mean_shifts` entries {dimension, shift}; incidents recorded by
+# earlier releases call it `top_dimensions` with {dimension, statistic}.
+_DIMENSION_LISTS = {"top_mean_shifts": "shift", "top_dimensions": "statistic"}
+
+
 def _evidence_value(name: str, value: Any) -> str:
-    if name == "top_dimensions" and isinstance(value, list):
+    field = _DIMENSION_LISTS.get(name)
+    if field is not None and isinstance(value, list):
         return ", ".join(
-            f"dim {item.get('dimension')}: {item.get('statistic'):.4g}"
-            if isinstance(item, dict) and isinstance(item.get("statistic"), int | float)
+            f"dim {item.get('dimension')}: {item.get(field):.4g}"
+            if isinstance(item, dict) and isinstance(item.get(field), int | float)
             else json.dumps(item)
             for item in value
         ) or "-"

@@ -21,8 +21,8 @@ def incidents(tmp_path: Path) -> list[Incident]:
             labels={"model": "resnet", "version": "3", "signal": "embedding"},
             model="resnet", version="3", started_at=START,
             evidence={"score": 0.4567, "read_at": START - 2, "drift_detected": True,
-                      "top_dimensions": [{"dimension": 3, "statistic": 0.91234},
-                                         {"dimension": 7, "statistic": 0.4}],
+                      "top_mean_shifts": [{"dimension": 3, "shift": 0.91234},
+                                          {"dimension": 7, "shift": 0.4}],
                       "example_request_ids": ["r1", "r2"], "p_value": None},
             annotations={"summary": "resnet 3 drifted"},
         )
@@ -80,7 +80,7 @@ def test_show_table(incidents: list[Incident]) -> None:
         "score 0.4567",
         "read_at 2023-11-14 22:13:18 UTC",
         "drift_detected true",
-        "top_dimensions dim 3: 0.9123, dim 7: 0.4",
+        "top_mean_shifts dim 3: 0.9123, dim 7: 0.4",
         "example_request_ids r1, r2",
         "p_value null",
         '2023-11-14 22:13:50 UTC argo abort ok {"rollout": "web"}',
@@ -107,3 +107,14 @@ def test_a_corrupt_database_is_one_clear_line_not_a_traceback(
     assert status == 1
     assert str(tmp_path / "incidents.sqlite") in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_incidents_of_earlier_releases_show_their_top_dimensions(tmp_path: Path) -> None:
+    with IncidentStore(tmp_path / "incidents.sqlite", clock=lambda: START) as store:
+        store.open_incident(
+            alert="Drift", severity="warning", labels={"model": "m"}, model="m", version="1",
+            started_at=START,
+            evidence={"top_dimensions": [{"dimension": 2, "statistic": 1.5}]},
+        )
+        [incident] = store.list_incidents()
+    assert "│ top_dimensions │ dim 2: 1.5 │" in format_incident(incident, as_json=False)
