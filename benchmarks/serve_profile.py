@@ -50,6 +50,7 @@ from benchmarks.sidecar_processes import (
 #: only between entries that can match the same frame.
 BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("hand-off to the monitor (offer)", ("offer (service/monitor/pipeline.py",
+                                         "offer (service/monitor/intake.py",
                                          "service/dataplane/dispatch.py")),
     ("HPACK decode", ("hpack/",)),
     ("tap: HTTP/2 frame parse", ("service/dataplane/http2_frames.py",)),
@@ -63,11 +64,10 @@ BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("monitor worker: detectors", ("detectors/",)),
     ("monitor worker: decode (protobuf, tensors)", ("service/monitor/decoding.py",
                                                     "service/oip/codec.py")),
-    ("checkpoints (writes, fsync)", ("service/store/checkpoints.py",)),
-    ("alert engine, incidents, plots", ("service/monitor/alerts.py",
-                                        "service/monitor/incident_plot.py",
-                                        "service/incident_flow.py", "service/store/",
-                                        "_alert_loop (service/app.py")),
+    ("checkpoints (writes, fsync)", ("service/store/checkpoints.py",
+                                     "service/store/checkpointer.py",
+                                     "service/monitor/checkpoint_codec.py")),
+    ("alert engine, incidents, plots", ("service/alerting/", "service/store/")),
     ("monitor worker: other (queue, batches, signals, readings)", ("service/monitor/",)),
     ("relay: read/write callbacks", ("service/dataplane/relay.py",)),
     ("asyncio transports: socket recv/send", ("asyncio/selector_events.py",)),
