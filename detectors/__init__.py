@@ -7,7 +7,8 @@ read-only `drift_detected`, `score`, `threshold`, `p_value`, `rejected`, `n_seen
 `fit`, `score`, `threshold` and `is_ood`. Performance: realized metrics with confidence
 intervals (`detectors.performance_metrics`), label-free estimators with
 `fit(probabilities, labels)` / `estimate(probabilities)` (`detectors.performance_estimation`)
-and `PerformanceDegradationTest`. See detectors/README.md for when to use which.
+and `PerformanceDegradationTest`. `QueryGuard` watches every query per client for
+query-based attacks and model extraction. See detectors/README.md for when to use which.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from detectors.performance_estimation import (
     ThresholdedConfidenceEstimator,
 )
 from detectors.performance_metrics import MetricValue
+from detectors.query_fingerprint import QueryFingerprinter
+from detectors.query_guard import ClientSuspicion, Observation, QueryGuard
 from detectors.rff_mmd_online import RffMmdOnline
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "CVMDrift",
     "CVMOnline",
     "ChiSquareDrift",
+    "ClientSuspicion",
     "ConfidenceBasedEstimator",
     "DriftDetector",
     "EnergyScorer",
@@ -54,10 +58,13 @@ __all__ = [
     "MetricValue",
     "OODRateTest",
     "OODScorer",
+    "Observation",
     "PCAReconstructionDrift",
     "PageHinkley",
     "PerformanceDegradationTest",
     "PerformanceEstimator",
+    "QueryFingerprinter",
+    "QueryGuard",
     "RffMmdOnline",
     "ThresholdedConfidenceEstimator",
 ]
