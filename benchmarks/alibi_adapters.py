@@ -30,7 +30,12 @@ from detectors.multiple_testing import combine_p_values
 from detectors.windowed import TestOutcome, WindowedTwoSampleTest
 
 TWO_SAMPLE_DETECTORS = (
-    "KSDrift", "CVMDrift", "MMDDrift", "LSDDDrift", "ChiSquareDrift", "FETDrift",
+    "KSDrift",
+    "CVMDrift",
+    "MMDDrift",
+    "LSDDDrift",
+    "ChiSquareDrift",
+    "FETDrift",
 )
 # FETDriftOnline is left out: it breaks ties at random inside a private method.
 ONLINE_DETECTORS = ("MMDDriftOnline", "LSDDDriftOnline", "CVMDriftOnline")

@@ -32,7 +32,7 @@ Li, P., Owen, A. B. and Zhang, C.-H. (2012). One permutation hashing. NeurIPS.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -51,9 +51,11 @@ _FMIX2 = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
 
 
-@dataclass(frozen=True)
-class Fingerprints:
-    """Fingerprints of n query rows (rows with NaN/Inf are left out; see `kept`)."""
+class Fingerprints(NamedTuple):
+    """Fingerprints of n query rows (rows with NaN/Inf are left out; see `kept`).
+
+    A NamedTuple: built for every request, and cheaper to build than a dataclass.
+    """
 
     digests: NDArray[np.uint64]
     """(n,) exact digests: equal exactly when the float32 rows are byte-identical."""
@@ -64,7 +66,9 @@ class Fingerprints:
     kept: NDArray[np.bool_]
     """Mask over the input rows: True for the rows fingerprinted (finite values)."""
 
-    def __len__(self) -> int:
+    @property
+    def n(self) -> int:
+        """Rows fingerprinted."""
         return int(self.digests.shape[0])
 
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -119,12 +119,11 @@ class ClientSuspicion:
         )
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     """What `QueryGuard.observe` found for each row of one request, and the client after it.
 
-    Deliberately small (built on every request); `QueryGuard.suspicion(client)` gives the
-    full `ClientSuspicion` when the caller needs it (e.g. when `flagged`).
+    Deliberately small (a NamedTuple built on every request); `QueryGuard.suspicion(client)`
+    gives the full `ClientSuspicion` when the caller needs it (e.g. when `flagged`).
     """
 
     client: str
@@ -430,7 +429,7 @@ class QueryGuard(_StatefulEstimator):
         index = self._content_index
         fps = self.fingerprinter.fingerprint(rows, content=index is not None)
         n_in = fps.kept.shape[0]
-        n = len(fps)
+        n = fps.n
         self._rejected += n_in - n
         table = self._table
         self._expire_front(t)
@@ -455,15 +454,17 @@ class QueryGuard(_StatefulEstimator):
         head = c.head
         serial = table.serial(slot)
 
-        repeat = np.zeros(n, dtype=bool)
-        neighbours = np.zeros(n, dtype=np.int64)
-        suspicious = np.zeros(n, dtype=bool)
-        cross = np.zeros(n, dtype=np.int64)
+        repeat = [False] * n
+        neighbours = [0] * n
+        suspicious = [False] * n
+        cross = [0] * n
+        n_repeats = n_matches = n_suspicious = n_cross = 0
         for i in range(n):
             d = fps.digests[i]
             same = digest == d
             if np.count_nonzero(same if all_live else same & live):
                 repeat[i] = True
+                n_repeats += 1
                 continue
             diff = sketch - fps.sketches[i]
             dist2 = np.einsum("ij,ij->i", diff, diff)
@@ -475,6 +476,7 @@ class QueryGuard(_StatefulEstimator):
                 dist2[~live] = np.inf
             near = int(np.count_nonzero(dist2 <= r2))
             neighbours[i] = near
+            n_matches += near
             pos = head % m
             if flag[pos] and live[pos]:
                 score -= 1  # the entry this query overwrites leaves the window
@@ -489,6 +491,7 @@ class QueryGuard(_StatefulEstimator):
                 all_live = np.count_nonzero(live) == m
             if is_suspicious:
                 suspicious[i] = True
+                n_suspicious += 1
                 score += 1
                 q = first_index + i
                 if c.first_suspicious < 0:
@@ -497,38 +500,28 @@ class QueryGuard(_StatefulEstimator):
                 if c.detection < 0 and score >= min_suspicious:
                     c.detection = q
             if index is not None:
-                cross[i] = index.match_and_add(fps.bins[i], serial, int(d), t)
+                cross[i] = hits = index.match_and_add(fps.bins[i], serial, int(d), t)
+                n_cross += hits > 0
 
         c.head = head
         c.queries = first_index + n
-        if n:
-            c.repeats += int(np.count_nonzero(repeat))
-            c.matches += int(neighbours.sum())
-            c.suspicious += int(np.count_nonzero(suspicious))
-            if index is not None:
-                c.cross += int(np.count_nonzero(cross))
+        c.repeats += n_repeats
+        c.matches += n_matches
+        c.suspicious += n_suspicious
+        c.cross += n_cross
 
         kept = fps.kept
-        if n == n_in:
-            query_index = np.arange(first_index, first_index + n, dtype=np.int64)
-        else:
-            query_index = np.full(n_in, -1, dtype=np.int64)
-            query_index[kept] = first_index + np.arange(n)
-            repeat = self._spread(repeat, kept, False)
-            neighbours = self._spread(neighbours, kept, 0)
-            suspicious = self._spread(suspicious, kept, False)
-            cross = self._spread(cross, kept, 0)
-        return Observation(
-            client=client,
-            verdict=self._verdict(c, score),
-            score=score,
-            kept=kept,
-            query_index=query_index,
-            exact_repeat=repeat,
-            neighbours=neighbours,
-            suspicious=suspicious,
-            cross_client=cross,
-        )
+        query_index = np.arange(first_index, first_index + n, dtype=np.int64)
+        per_row: list[NDArray[Any]] = [
+            np.array(repeat, dtype=bool),
+            np.array(neighbours, dtype=np.int64),
+            np.array(suspicious, dtype=bool),
+            np.array(cross, dtype=np.int64),
+        ]
+        if n != n_in:
+            query_index = self._spread(query_index, kept, -1)
+            per_row = [self._spread(a, kept, a.dtype.type(0)) for a in per_row]
+        return Observation(client, self._verdict(c, score), score, kept, query_index, *per_row)
 
     def _verdict(self, c: _Client, score: int) -> Verdict:
         if score >= self.min_suspicious:

@@ -65,7 +65,7 @@ def test_content_bins_can_be_skipped_and_nan_rows_are_left_out() -> None:
     rows = np.array([[0.1] * 8, [np.nan] * 8, [0.2] * 8])
     f = fp.fingerprint(rows, content=False)
     assert f.kept.tolist() == [True, False, True]
-    assert len(f) == 2 and f.bins.shape == (2, 0) and f.sketches.shape == (2, 32)
+    assert f.n == 2 and f.bins.shape == (2, 0) and f.sketches.shape == (2, 32)
 
 
 def test_fingerprinter_validates_its_arguments() -> None:
