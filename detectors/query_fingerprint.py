@@ -19,8 +19,8 @@ those apart cheaply:
   the extraction test's minimum distances.
 
 Windows slide over the flattened row, so window hashes ignore where a window sits: content
-that moves keeps its hashes. Polynomial window hashes come from one prefix sum (odd base,
-arithmetic modulo 2^64), then a MurmurHash3 finaliser mixes the bits.
+that moves keeps its hashes. Polynomial window hashes come from one prefix sum (a random
+odd base, arithmetic modulo 2^64); bins and values are taken from their high bits.
 
 References
 ----------
@@ -46,9 +46,7 @@ from detectors.base import (
 #: Value of a MinHash bin no window fell into (never counted as shared).
 EMPTY_BIN = np.uint32(0xFFFFFFFF)
 _MASK64 = (1 << 64) - 1
-_FMIX1 = np.uint64(0xFF51AFD7ED558CCD)
-_FMIX2 = np.uint64(0xC4CEB9FE1A85EC53)
-_S33 = np.uint64(33)
+_NO_WINDOW = np.uint64(_MASK64)
 
 
 class Fingerprints(NamedTuple):
@@ -94,8 +92,9 @@ class QueryFingerprinter:
         Seeds the hash base and the projection (the same seed gives the same fingerprints,
         so a saved history stays comparable after a restart).
 
-    Memory: O(n_features (projection_dim + 2)). Cost per row: O(n_features log n_features)
-    (one sort of the window hashes) plus one (n_features x projection_dim) product.
+    Memory: O(n_features (projection_dim + 2)). Cost per row: one SHA-256 of the row, one
+    (n_features x projection_dim) product and, with content bins, about twenty numpy
+    operations on the n_features - window + 1 window hashes.
 
     Example
     -------
@@ -210,9 +209,8 @@ class QueryFingerprinter:
 
     def _content_bins(self, arr: NDArray[np.float32]) -> NDArray[np.uint32]:
         n = arr.shape[0]
-        out = np.full((n, self.n_bins), EMPTY_BIN, dtype=np.uint32)
         if n == 0:
-            return out
+            return np.full((0, self.n_bins), EMPTY_BIN, dtype=np.uint32)
         lo = self.value_range[0]
         level = np.floor((arr - lo) * self._quant_scale)
         np.clip(level, 0, self.levels - 1, out=level)
@@ -221,21 +219,18 @@ class QueryFingerprinter:
         terms = (level.astype(np.uint64) + np.uint64(1)) * self._powers
         prefix = np.zeros((n, self.n_features + 1), dtype=np.uint64)
         np.cumsum(terms, axis=1, out=prefix[:, 1:])
+        # Every value is multiplied by a random 64-bit power, so the high bits (bin, then
+        # value) depend on the whole window; they are what the bins use.
         h = (prefix[:, self._span :] - prefix[:, : -self._span]) * self._inverses
-        # MurmurHash3 fmix64, so bins and order depend on every bit of the window.
-        h ^= h >> _S33
-        h *= _FMIX1
-        h ^= h >> _S33
-        h *= _FMIX2
-        h ^= h >> _S33
-        h.sort(axis=1)
-        bins = h >> self._bin_shift
-        first = np.ones(bins.shape, dtype=bool)
-        first[:, 1:] = bins[:, 1:] != bins[:, :-1]
-        r, c = np.nonzero(first)
-        values = (h[r, c] >> self._value_shift).astype(np.uint32)
+        slot = (h >> self._bin_shift).astype(np.intp)
+        if n > 1:
+            slot += (np.arange(n, dtype=np.intp) * self.n_bins)[:, None]
+        lowest = np.full(n * self.n_bins, _NO_WINDOW, dtype=np.uint64)
+        np.minimum.at(lowest, slot.ravel(), h.ravel())
+        values = (lowest >> self._value_shift).astype(np.uint32)
         values[values == EMPTY_BIN] -= np.uint32(1)  # keep the sentinel unambiguous
-        out[r, bins[r, c].astype(np.intp)] = values
+        values[lowest == _NO_WINDOW] = EMPTY_BIN
+        out = values.reshape(n, self.n_bins)
         return out
 
 

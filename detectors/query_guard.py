@@ -25,11 +25,14 @@ per client, a bounded history of its recent distinct queries:
    by another client recently counts as a cross-client match (reported, not part of the
    verdict: distinct users sending near-copies of one popular input is ordinary).
 
-Memory is bounded: at most `max_clients` clients (the least recently seen is evicted), each
-with `history_size` entries; see `memory_per_client`. Nothing grows with the stream.
+Memory is bounded: at most `max_clients` clients (the least recently seen clean client is
+evicted first), each with `history_size` entries; see `memory_per_client`. Nothing grows
+with the stream.
 
 Results come back per row (`Observation`) and per client (`ClientSuspicion`), so a caller
-can name the first and latest suspicious requests.
+can name the first and latest suspicious requests. A guard is not thread-safe: feed it from
+one thread or task. Which traffic it sees (probe calls excluded, which identity a request
+belongs to) is the caller's business.
 
 References
 ----------
@@ -208,7 +211,7 @@ class QueryGuard(_StatefulEstimator):
     history_size
         Distinct queries remembered per client (the near-copy and extraction window).
     max_clients
-        Clients remembered; the least recently seen is evicted beyond it.
+        Clients remembered; beyond it the least recently seen clean client is evicted.
     max_age
         Seconds after which a remembered query no longer counts (and an idle client may be
         dropped by `expire`).
@@ -331,12 +334,14 @@ class QueryGuard(_StatefulEstimator):
         self.value_range = self.fingerprinter.value_range
         self.projection_dim = self.fingerprinter.projection_dim
         self.levels, self.window, self.n_bins = levels, window, n_bins
+        self.band_size = check_positive_int("band_size", band_size)
+        if n_bins % self.band_size:
+            raise ValueError(f"band_size must divide n_bins={n_bins}, got {band_size!r}")
         self._content_index: ContentIndex | None = None
         if self.global_entries:
             self._content_index = ContentIndex(
                 n_bins, band_size, self.global_entries, self.max_age, seed=self._entropy
             )
-        self.band_size = band_size
         m, k, w = self.history_size, self.projection_dim, self.extraction_window
         self._table: ClientTable[_Client] = ClientTable(
             self.max_clients,
