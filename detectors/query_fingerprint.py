@@ -46,6 +46,8 @@ from detectors.base import (
 #: Value of a MinHash bin no window fell into (never counted as shared).
 EMPTY_BIN = np.uint32(0xFFFFFFFF)
 _MASK64 = (1 << 64) - 1
+#: OpenBLAS runs a product on one thread while m n k stays below this (4 x 65,536).
+_BLAS_ONE_THREAD = 262_144
 _NO_WINDOW = np.uint64(_MASK64)
 
 
@@ -161,6 +163,8 @@ class QueryFingerprinter:
         self._projection = (projection * (scale / np.sqrt(self.projection_dim))).astype(np.float32)
         self._projection_bias = (-lo * self._projection.sum(axis=0)).astype(np.float32)
         self._quant_scale = self.levels * scale
+        width = self.n_features * self.projection_dim
+        self._rows_per_product = max(1, (_BLAS_ONE_THREAD - 1) // width)
         # Keyed (a secret prefix), so a client cannot craft a near-copy that passes for an
         # exact repeat; SHA-256 because CPUs accelerate it (about 2x BLAKE2b here).
         self._digest_state = hashlib.sha256(rng.bytes(32))
@@ -192,10 +196,24 @@ class QueryFingerprinter:
             h = keyed.copy()
             h.update(row)
             digests[i] = int.from_bytes(h.digest()[:8], "little")
-        sketches = arr @ self._projection
-        sketches += self._projection_bias
+        sketches = self._project(arr)
         bins = self._content_bins(arr) if content else np.zeros((arr.shape[0], 0), np.uint32)
         return Fingerprints(digests, bins, sketches, kept)
+
+    def _project(self, arr: NDArray[np.float32]) -> NDArray[np.float32]:
+        # A few rows per product: OpenBLAS runs larger products on several threads, which
+        # then spin-wait for more work and burn cores the relay needs (measured: twice the
+        # CPU time per query). Inputs so wide that one row crosses the limit still thread.
+        n, step = arr.shape[0], self._rows_per_product
+        if n <= step:
+            out: NDArray[np.float32] = arr @ self._projection
+        else:
+            out = np.empty((n, self.projection_dim), dtype=np.float32)
+            for start in range(0, n, step):
+                stop = start + step
+                np.matmul(arr[start:stop], self._projection, out=out[start:stop])
+        out += self._projection_bias
+        return out
 
     def _as_rows(self, rows: ArrayLike) -> NDArray[np.float32]:
         d = self.n_features
