@@ -15,7 +15,8 @@ Jacobian-based synthetic queries. Requests of all clients are interleaved at ran
    neighbours and suspicious queries to flag from a grid, keeping only settings that flag
    no benign client even with a 40 % larger radius or one neighbour fewer, and taking the
    fastest; the extraction test's alpha is the largest on a decade grid that flags no
-   benign client at ten times itself.
+   benign client at ten times itself. The JSON records which data chose (`chosen_on`) and
+   which data scored (`scored_on`).
 2. The test trace (test rows, other seeds) is scored with those settings: per family,
    clients detected, queries until detection (median, max; counted from the client's first
    query), images the attack turned before its client was flagged; benign clients flagged.
@@ -409,7 +410,20 @@ def run_model(
     val_summary, val_guard = evaluate(setup, val_trace, val_kinds, chosen)
     test_summary, test_guard = evaluate(setup, test_trace, test_kinds, chosen)
     index_summary, _ = evaluate(setup, test_trace, test_kinds, chosen, global_entries=100_000)
+
+    def split_of(split: str, s: TraceScale, seeds: tuple[int, int]) -> dict[str, Any]:
+        return {
+            "rows": f"{setup.name} {split} split, {len(setup.pools[split][0])} rows",
+            "seeds": list(seeds),
+            "benign_clients": s.benign_clients,
+            "benign_queries_per_client": s.benign_queries,
+            "attack_clients_per_family": s.attack_clients,
+            "images_per_attack_client": s.images_per_client,
+        }
+
     result = {
+        "chosen_on": split_of("validation", val_scale, (101, 102)),
+        "scored_on": split_of("test", scale, (201, 202)),
         "settings": chosen,
         "radius": test_guard.radius_,
         "validation_grid": table,
